@@ -1,0 +1,1 @@
+"""Omnichannel retail marketing pipeline: the Python package behind the DAGs."""

@@ -1,0 +1,102 @@
+"""The one place that reads the environment.
+
+Every path and endpoint the pipeline uses is derived here. Defaults point at the
+embedded setup: run-time state under ``OMNI_HOME`` (``.omni/`` in the checkout),
+the DuckDB warehouse file, and the sandbox services on loopback. Production is the
+same code with other values (environment variables or Airflow connections).
+Secrets are read here and never logged: ``Settings.__repr__`` hides them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+SANDBOX_HOST = "127.0.0.1"
+SANDBOX_PORTS = {
+    "shop": 8701,
+    "pos": 8702,
+    "social": 8703,
+    "sendgrid": 8704,
+    "loyalty": 8705,
+    "store": 8706,
+}
+# The sandbox accepts these placeholder tokens; they open nothing outside this machine.
+SANDBOX_TOKENS = {
+    "shop": "sandbox-shop-token",
+    "pos": "sandbox-pos-token",
+    "social": "sandbox-social-token",
+    "sendgrid": "sandbox-sendgrid-key",
+    "loyalty": "sandbox-loyalty-token",
+    "store": "sandbox-store-token",
+}
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    omni_home: Path
+    base_urls: dict[str, str]
+    tokens: dict[str, str] = field(repr=False)
+    dbt_target: str
+
+    @property
+    def world_dir(self) -> Path:
+        """The simulated retail world (parquet tables) the sandbox serves."""
+        return self.omni_home / "world"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        """Sandbox run state: pid file, logs, fault settings."""
+        return self.omni_home / "sandbox"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.omni_home / "warehouse.duckdb"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.omni_home / "airflow"
+
+    @property
+    def quality_dir(self) -> Path:
+        """Great Expectations validation summaries."""
+        return self.omni_home / "quality"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return REPO_ROOT / "dbt_project"
+
+    @property
+    def dags_dir(self) -> Path:
+        return REPO_ROOT / "dags"
+
+    @property
+    def campaigns_dir(self) -> Path:
+        return REPO_ROOT / "campaigns"
+
+
+def load() -> Settings:
+    """Read the settings from the environment (cheap; call it where you need it)."""
+    omni_home = Path(_env("OMNI_HOME", str(REPO_ROOT / ".omni"))).resolve()
+    base_urls = {
+        name: _env(f"OMNI_{name.upper()}_URL", f"http://{SANDBOX_HOST}:{port}")
+        for name, port in SANDBOX_PORTS.items()
+    }
+    tokens = {
+        name: _env(f"OMNI_{name.upper()}_TOKEN", default)
+        for name, default in SANDBOX_TOKENS.items()
+    }
+    return Settings(
+        omni_home=omni_home,
+        base_urls=base_urls,
+        tokens=tokens,
+        dbt_target=_env("OMNI_DBT_TARGET", "duckdb"),
+    )
