@@ -48,6 +48,50 @@ def _sandbox_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from orchestration.sources import ingest
+
+    _print(ingest(args.source))
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from orchestration.quality import QualityGateFailed, check_raw
+
+    try:
+        _print(check_raw())
+    except QualityGateFailed as failure:
+        print(failure, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _dbt(args: argparse.Namespace) -> int:
+    from orchestration import warehouse
+
+    warehouse.dbt(settings_module.load(), *args.dbt_args)
+    return 0
+
+
+def _airflow(args: argparse.Namespace) -> int:
+    from orchestration import airflow_local
+    from orchestration.sandbox import services
+
+    cfg = settings_module.load()
+    services.up(cfg)
+    try:
+        return airflow_local.standalone(cfg)
+    finally:
+        services.down(cfg)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from orchestration import demo
+
+    demo.run(settings_module.load(), args.customers, args.days, args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omni", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,13 +116,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     down = sandbox_commands.add_parser("down", help="stop the sandbox services")
     down.set_defaults(handler=_sandbox_down)
+
+    ingest = commands.add_parser("ingest", help="pull one source into its raw schema (dlt)")
+    ingest.add_argument("source", choices=["shop", "pos", "social"])
+    ingest.set_defaults(handler=_ingest)
+
+    quality = commands.add_parser("quality", help="run the quality gate on new raw rows")
+    quality.set_defaults(handler=_quality)
+
+    dbt = commands.add_parser("dbt", help="run dbt on the project, e.g. `omni dbt build`")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    dbt.set_defaults(handler=_dbt)
+
+    airflow = commands.add_parser("airflow", help="serve the Airflow UI with the sandbox up")
+    airflow.set_defaults(handler=_airflow)
+
+    demo = commands.add_parser("demo", help="run the pipeline end to end on a generated world")
+    demo.add_argument("--customers", type=int, default=5_000)
+    demo.add_argument("--days", type=int, default=90)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(handler=_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = args.handler
-    return int(handler(args))
+    return int(args.handler(args))
 
 
 if __name__ == "__main__":

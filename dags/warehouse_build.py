@@ -1,0 +1,50 @@
+"""Build the warehouse: quality gate on the raw data, then every dbt model.
+
+Runs when all three raw assets (`raw_shop`, `raw_pos`, `raw_social`) have been updated.
+
+1. `check_raw`: Great Expectations suites on the newly loaded raw rows. Rows that break a
+   row-level rule are quarantined (`quarantine.raw_rows`, with the rule); a suite that fails
+   stops the build here with a readable summary in the task log.
+2. `dbt`: one task per dbt model (rendered by astronomer-cosmos; each task is `dbt build` of
+   that model: run plus its tests), staging -> intermediate -> marts.
+3. `publish`: logs rows per layer and publishes the `warehouse_marts` asset.
+
+Every task that writes the DuckDB file holds the one-slot `warehouse` pool.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import dag, task
+from cosmos import DbtTaskGroup
+
+from orchestration import assets, settings, warehouse
+from orchestration.dag_factory import DEFAULT_ARGS
+
+
+@dag(
+    schedule=list(assets.RAW.values()),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    tags=["warehouse", "dbt", "quality"],
+    doc_md=__doc__,
+    max_active_runs=1,
+)
+def warehouse_build() -> None:
+    @task(pool=warehouse.WAREHOUSE_POOL)
+    def check_raw() -> dict[str, Any]:
+        from orchestration.quality import check_raw as run_checks
+
+        return run_checks()
+
+    dbt = DbtTaskGroup(group_id="dbt", **warehouse.cosmos_task_group_args(settings.load()))
+
+    @task(outlets=[assets.WAREHOUSE])
+    def publish() -> dict[str, Any]:
+        return warehouse.layer_counts(settings.load())
+
+    check_raw() >> dbt >> publish()
+
+
+warehouse_build()
