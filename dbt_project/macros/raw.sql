@@ -39,8 +39,8 @@
 
 
 {#-
-    A predicate that is true unless the row is in quarantine.raw_rows (matched on table name and
-    dlt id). When the quarantine table does not exist yet, the predicate is simply true.
+    A predicate that is true unless the row is in quarantine.raw_rows (matched on source, table name
+    and dlt id). When the quarantine table does not exist yet, the predicate is simply true.
 -#}
 {% macro not_quarantined(source_name, table_name, dlt_id_column) -%}
     {%- set quarantine = none -%}
@@ -56,6 +56,7 @@
             select 1
             from {{ quarantine }} as quarantined
             where quarantined.dlt_id = {{ dlt_id_column }}
+                and quarantined.source in ('{{ source_name }}', '{{ schema_name }}')
                 and quarantined.table_name in (
                     '{{ table_name }}', '{{ schema_name }}.{{ table_name }}'
                 )
