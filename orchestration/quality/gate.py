@@ -138,7 +138,7 @@ def _record_ids(frame: pd.DataFrame, rules: TableRules) -> pd.Series:
         return pd.Series([None] * len(frame), index=frame.index, dtype=object)
     if len(key) == 1:
         return frame[key[0]].astype(object)
-    return frame[key].astype(str).agg("|".join, axis=1).astype(object)
+    return frame[key].fillna("").astype(str).agg("|".join, axis=1).astype(object)
 
 
 def _details(failures: pd.DataFrame) -> pd.Series:

@@ -22,10 +22,10 @@ from orchestration.quality.rules import TableRules
 
 # ISO 8601 date-time with seconds and an offset (RFC 3339; Graph's ``+0000`` included).
 ISO_TIMESTAMP = (
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)"
-    r"(\.\d+)?(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)$"
+    r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[T ](?:[01]\d|2[0-3]):[0-5]\d"
+    r":(?:[0-5]\d|60)(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)$"
 )
-NUMBER = r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$"
+NUMBER = r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$"
 ROW_FAILURE_COLUMNS = ["dlt_id", "rule", "column", "value"]
 _GX_LOGGERS = ("great_expectations", "great_expectations.core", "great_expectations.data_context")
 
