@@ -260,6 +260,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
     """Turns raw HTTP into :class:`Request` for the server's service (HTTP/1.1 keep-alive)."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small answers must not wait for a delayed ACK (40 ms)
     server: SandboxServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming

@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -144,7 +144,8 @@ def _is_ours(pid: int) -> bool:
     except OSError:
         return False
     foreground = "sandbox up" in cmdline and "--foreground" in cmdline
-    return state != "Z" and (MODULE in cmdline or foreground)
+    # Right after exec some kernels show an empty command line: trust the pid file then.
+    return state != "Z" and (MODULE in cmdline or foreground or not cmdline.strip())
 
 
 def _health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -190,7 +191,7 @@ def up(cfg: settings_module.Settings, foreground: bool = False) -> dict[str, Any
         return {"status": "stopped", "urls": urls}
     pid = _read_pid(cfg)
     if pid is not None and _is_ours(pid):
-        _wait_healthy(cfg, pid, urls, log_path)
+        _wait_healthy(cfg, lambda: _is_ours(pid), urls, log_path)
         return {"status": "already running", "pid": pid, "urls": urls, "log": str(log_path)}
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
@@ -203,7 +204,7 @@ def up(cfg: settings_module.Settings, foreground: bool = False) -> dict[str, Any
         )
     _pid_file(cfg).write_text(str(process.pid))
     try:
-        _wait_healthy(cfg, process.pid, urls, log_path)
+        _wait_healthy(cfg, lambda: process.poll() is None, urls, log_path)
     except Exception:
         down(cfg)
         raise
@@ -211,11 +212,12 @@ def up(cfg: settings_module.Settings, foreground: bool = False) -> dict[str, Any
 
 
 def _wait_healthy(
-    cfg: settings_module.Settings, pid: int, urls: dict[str, str], log_path: Path
+    cfg: settings_module.Settings, alive: Callable[[], bool], urls: dict[str, str], log_path: Path
 ) -> None:
+    """Wait until every service answers its health check for our world (or the process died)."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while not _all_healthy(urls, cfg.world_dir):
-        if not _is_ours(pid):
+        if not alive():
             raise RuntimeError(
                 f"sandbox services exited during start-up; {log_path} ends with:\n"
                 + _log_tail(log_path)

@@ -183,19 +183,18 @@ class World:
             raise WorldNotFound(f"world table {table!r} has no parquet files in {folder}")
         paths = ", ".join(f"'{path.as_posix()}'" for path in files)
         source = f"read_parquet([{paths}], filename = true, union_by_name = true)"
-        columns = {
-            str(row[0]) for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-        }
+        described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        columns = {str(row[0]): str(row[1]) for row in described}
+        # Timestamps are served and compared as naive UTC, whatever the session time zone.
+        zoned = [name for name, kind in columns.items() if kind == "TIMESTAMP WITH TIME ZONE"]
+        replace = ", ".join(f'timezone(\'UTC\', "{name}") AS "{name}"' for name in zoned)
+        select = "* EXCLUDE (filename)" + (f" REPLACE ({replace})" if replace else "")
         keys = ", ".join(TABLE_KEYS.get(table, ()))
         part = "CAST(coalesce(regexp_extract(filename, 'part-(\\d+)', 1), '0') AS INTEGER)"
         order = ("updated_at DESC NULLS LAST, " if "updated_at" in columns else "") + f"{part} DESC"
+        sql = f"CREATE TABLE w_{table} AS SELECT {select} FROM {source}"
         if keys:
-            sql = (
-                f"CREATE TABLE w_{table} AS SELECT * EXCLUDE (filename) FROM {source} "
-                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
-            )
-        else:
-            sql = f"CREATE TABLE w_{table} AS SELECT * EXCLUDE (filename) FROM {source}"
+            sql += f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
         con.execute(sql)
 
     # -- reading -------------------------------------------------------------------------
