@@ -119,6 +119,16 @@ class LoyaltyCashbackMilestone(_Model):
         default=None, ge=2, le=1_000, description="Number of purchases that earns the reward."
     )
 
+    @model_validator(mode="after")
+    def _one_threshold(self) -> LoyaltyCashbackMilestone:
+        if (self.spend_threshold is None) == (self.order_count_threshold is None):
+            raise PydanticCustomError(
+                "campaign_rule",
+                "set exactly one of spend_threshold or order_count_threshold",
+                {"allowed": "spend_threshold: <euros> or order_count_threshold: <purchases>"},
+            )
+        return self
+
 
 class SecondPurchase(_Model):
     """A customer in the experimentation stage (one purchase) who has not bought again."""
