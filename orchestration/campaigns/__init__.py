@@ -10,6 +10,7 @@ from orchestration.campaigns.config import TRIGGER_TYPES, Campaign
 from orchestration.campaigns.loader import (
     CampaignError,
     CampaignLoadError,
+    format_report,
     load_all,
     load_campaign,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "RenderedContact",
     "example_context",
     "export_schema",
+    "format_report",
     "load_all",
     "load_campaign",
     "render_contact",

@@ -444,3 +444,29 @@ def _describe(info: FieldInfo) -> str | None:
             if item.max_length:
                 bounds.append(f"at most {item.max_length} characters")
     return words + (", " + " and ".join(bounds) if bounds else "")
+
+
+def format_report(campaigns: list[Campaign], errors: list[CampaignError]) -> str:
+    """The text ``omni campaigns validate`` prints: the valid campaigns, then every error
+    as ``file:line: field: message (allowed: ...)`` with paths relative to the working folder."""
+    lines = [f"{len(campaigns)} valid campaign(s):"]
+    for campaign in campaigns:
+        lines.append(
+            f"  {campaign.id}: {campaign.status}, {campaign.trigger.type}, "
+            f"{campaign.start_date} to {campaign.end_date}, "
+            f"channels {', '.join(campaign.enabled_channels)}"
+        )
+    if errors:
+        files = {error.file for error in errors}
+        lines.append(f"{len(errors)} error(s) in {len(files)} file(s):")
+        for error in errors:
+            lines.append(f"  {_relative(error)}")
+    return "\n".join(lines)
+
+
+def _relative(error: CampaignError) -> str:
+    try:
+        shown = error.file.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return str(error)
+    return str(CampaignError(shown, error.line, error.field, error.message, error.allowed))

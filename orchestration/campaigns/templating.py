@@ -257,6 +257,23 @@ def _check_tree(
             )
         )
         return
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            attribute: object = node.attr
+        elif isinstance(node, nodes.Getitem):
+            attribute = _constant(node.arg)
+        else:
+            continue
+        if isinstance(attribute, str) and attribute.startswith("_"):
+            issues.append(
+                TemplateIssue(
+                    f"'{attribute}' is private: templates cannot reach Python internals",
+                    line=node.lineno,
+                    file=file_name,
+                    allowed="the fields of customer, offer, campaign and the trigger data",
+                )
+            )
+            break  # one is enough: ''.__class__.__mro__ is one mistake, not two
     names = meta.find_undeclared_variables(tree)
     used.update(names)
     known = allowed_names | frozenset(env.globals)
@@ -286,6 +303,10 @@ def _check_tree(
             )
             continue
         _check_tree(env, child, referenced, allowed_names, issues, used, seen)
+
+
+def _constant(node: nodes.Node) -> object:
+    return node.value if isinstance(node, nodes.Const) else None
 
 
 def _list_files(where: Path | ImmutableSandboxedEnvironment) -> str:

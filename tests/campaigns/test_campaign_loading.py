@@ -15,6 +15,7 @@ from orchestration.campaigns import (
     Campaign,
     CampaignError,
     CampaignLoadError,
+    format_report,
     load_all,
     load_campaign,
 )
@@ -613,3 +614,15 @@ def test_models_validate_without_the_loader() -> None:
     campaign = Campaign.model_validate(data)
     assert campaign.trigger.include_survey is True  # type: ignore[union-attr]
     assert campaign.source_path is None
+
+
+def test_report_lists_valid_campaigns_then_errors(
+    shipped_copy: Path, variant: Callable[..., Path]
+) -> None:
+    broken = variant("broken_status", ("status: active", "status: live"))
+    campaigns, errors = load_all(shipped_copy)
+    report = format_report(campaigns, errors)
+    assert report.startswith("5 valid campaign(s):")
+    assert "  abandoned_cart_nearby_store: active, abandoned_cart_nearby_stock" in report
+    assert "1 error(s) in 1 file(s):" in report
+    assert report.splitlines()[-1].strip().endswith(str(errors[0]).split(str(broken.name))[-1])

@@ -36,6 +36,16 @@ def _with_staff_note(variant: Callable[..., Path], new_id: str, note: str) -> Ca
     return load_campaign(path)
 
 
+def _bypassing_validation(note: str) -> Campaign:
+    """The headline campaign with a staff note set after validation (as if a check were
+    missed), to prove the sandbox holds at render time on its own."""
+    campaign = load_campaign(SHIPPED / "abandoned_cart_nearby_store.yml")
+    assert campaign.channels.in_store is not None
+    in_store = campaign.channels.in_store.model_copy(update={"staff_note": note})
+    channels = campaign.channels.model_copy(update={"in_store": in_store})
+    return campaign.model_copy(update={"channels": channels})
+
+
 @pytest.mark.parametrize(
     "attack",
     [
@@ -49,11 +59,32 @@ def _with_staff_note(variant: Callable[..., Path], new_id: str, note: str) -> Ca
         "{{ offer.valid_until.__class__ }}",
     ],
 )
-def test_templates_cannot_reach_python_internals(variant: Callable[..., Path], attack: str) -> None:
-    campaign = _with_staff_note(variant, "sandbox_attack", attack)
+def test_templates_cannot_reach_python_internals(attack: str) -> None:
+    campaign = _bypassing_validation(attack)
     customer, extra = example_context(campaign.trigger.type)
     with pytest.raises(SecurityError):
         render_contact(campaign, customer, extra, today=TODAY)
+
+
+@pytest.mark.parametrize(
+    "attack", ["{{ ''.__class__.__mro__ }}", "{{ customer['__class__'] }}", "{{ offer._data }}"]
+)
+def test_validation_already_refuses_private_attributes(
+    variant: Callable[..., Path], line_of: Callable[[Path, str], int], attack: str
+) -> None:
+    path = variant(
+        "private_attribute",
+        (
+            "    staff_note: >\n      Tiene en esta tienda",
+            f"    staff_note: >\n      {attack}\n      Tiene en esta tienda",
+        ),
+    )
+    campaigns, errors = load_all(path.parent)
+    assert campaigns == []
+    (error,) = errors
+    assert error.field == "channels.in_store.staff_note"
+    assert "templates cannot reach Python internals" in error.message
+    assert error.line == line_of(path, attack)
 
 
 def test_customer_html_is_escaped_in_html_and_plain_in_text() -> None:
