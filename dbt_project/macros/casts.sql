@@ -4,13 +4,27 @@
     build (the quality gate quarantines and reports them).
 -#}
 
+{#- A cast that yields null on a malformed value (dbt's own safe_cast is a plain cast on
+    some adapters, DuckDB among them). -#}
+{% macro safe_cast(column, data_type) -%}
+    {{ return(adapter.dispatch('safe_cast', 'omni')(column, data_type)) }}
+{%- endmacro %}
+
+{% macro default__safe_cast(column, data_type) -%}
+    {{ dbt.safe_cast(column, data_type) }}
+{%- endmacro %}
+
+{% macro duckdb__safe_cast(column, data_type) -%}
+    try_cast({{ column }} as {{ data_type }})
+{%- endmacro %}
+
 {#- A timestamp (text with offset, timestamptz or naive UTC) as a naive UTC timestamp. -#}
 {% macro to_utc_timestamp(column) -%}
     {{ return(adapter.dispatch('to_utc_timestamp', 'omni')(column)) }}
 {%- endmacro %}
 
 {% macro default__to_utc_timestamp(column) -%}
-    {{ dbt.safe_cast(column, api.Column.translate_type('timestamp')) }}
+    {{ omni.safe_cast(column, api.Column.translate_type('timestamp')) }}
 {%- endmacro %}
 
 {#- DuckDB: parse through timestamptz so offsets are honoured; the session TimeZone is UTC
@@ -25,29 +39,29 @@
 
 {#- Money in euros (text "12.30" or a number). -#}
 {% macro to_money(column) -%}
-    {{ dbt.safe_cast(column, 'decimal(18, 2)') }}
+    {{ omni.safe_cast(column, 'decimal(18, 2)') }}
 {%- endmacro %}
 
 {#- Money given in cents (Square's `amount`), as euros. -#}
 {% macro cents_to_money(column) -%}
-    cast({{ dbt.safe_cast(column, 'decimal(18, 2)') }} / 100 as decimal(18, 2))
+    cast({{ omni.safe_cast(column, 'decimal(18, 2)') }} / 100 as decimal(18, 2))
 {%- endmacro %}
 
 {% macro to_integer(column) -%}
-    {{ dbt.safe_cast(column, api.Column.translate_type('bigint')) }}
+    {{ omni.safe_cast(column, api.Column.translate_type('bigint')) }}
 {%- endmacro %}
 
 {% macro to_float(column) -%}
-    {{ dbt.safe_cast(column, api.Column.translate_type('float')) }}
+    {{ omni.safe_cast(column, 'double precision') }}
 {%- endmacro %}
 
 {% macro to_text(column) -%}
-    {{ dbt.safe_cast(column, api.Column.translate_type('string')) }}
+    {{ omni.safe_cast(column, api.Column.translate_type('string')) }}
 {%- endmacro %}
 
 {#- A boolean from true/false, 1/0 or text. -#}
 {% macro to_boolean(column) -%}
-    {{ dbt.safe_cast(column, api.Column.translate_type('boolean')) }}
+    {{ omni.safe_cast(column, api.Column.translate_type('boolean')) }}
 {%- endmacro %}
 
 {#- dlt's `_dlt_load_id` (unix seconds as text) as the UTC time the row was loaded. -#}

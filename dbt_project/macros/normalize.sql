@@ -39,3 +39,13 @@
 {% macro normalize_handle(column) -%}
     nullif(lower(ltrim(trim({{ column }}), '@')), '')
 {%- endmacro %}
+
+{#- First given name as a match key: first word, lower case, without accents
+    ("Iván Ruiz" and "IVAN" -> "ivan"); null when empty. -#}
+{% macro normalize_first_name(column) -%}
+    nullif(translate(
+        lower(split_part(trim({{ column }}), ' ', 1)),
+        'áàâäãéèêëíìîïóòôöõúùûüñç',
+        'aaaaaeeeeiiiiooooouuuunc'
+    ), '')
+{%- endmacro %}

@@ -1,5 +1,5 @@
--- Identity resolution converged: records that share a usable identifier (email, phone or POS
--- customer id, shared by at most identity_max_records_per_identifier records) have the same
+-- Identity resolution converged: records that share a usable identifier (email, phone with first
+-- name, or POS customer id, shared by at most identity_max_records_per_identifier records) have the same
 -- customer id. A failure means var identity_max_hops is too small for the longest chain.
 with
 
@@ -12,9 +12,9 @@ identifiers as (
     from identities
     where email_normalized is not null
     union all
-    select customer_id, {{ dbt.concat(["'phone:'", "phone_normalized"]) }} as identifier
+    select customer_id, {{ dbt.concat(["'phone:'", "phone_normalized", "'|'", "first_name_key"]) }} as identifier
     from identities
-    where phone_normalized is not null
+    where phone_normalized is not null and first_name_key is not null
     union all
     select customer_id, {{ dbt.concat(["'pos:'", "pos_customer_ref"]) }} as identifier
     from identities

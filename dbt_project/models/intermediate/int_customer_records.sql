@@ -59,6 +59,7 @@ loyalty_records as (
         'loyalty' as source_system,
         loyalty_account_id as source_record_id,
         cast(null as {{ dbt.type_string() }}) as email_normalized,
+        -- The account's phone is its POS customer's: the account links through the POS id.
         {{ normalize_phone('phone') }} as phone_normalized,
         cast(null as {{ dbt.type_string() }}) as social_handle,
         pos_customer_id as pos_customer_ref,
@@ -134,6 +135,7 @@ final as (
         phone_normalized,
         social_handle,
         pos_customer_ref,
+        {{ normalize_first_name('first_name') }} as first_name_key,
         first_name,
         last_name,
         updated_at

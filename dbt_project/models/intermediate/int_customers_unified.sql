@@ -1,8 +1,9 @@
 {#-
     Identity resolution: which source records are the same person.
 
-    Records are linked when they share a normalised email, a normalised phone, or (POS customer
-    and loyalty account) the POS customer id. Linked records form connected components,
+    Records are linked when they share a normalised email, a normalised phone and first name
+    (a household shares a phone, not a first name), or (POS customer and loyalty account) the
+    POS customer id. Linked records form connected components,
     found by min-label propagation over the record/identifier graph in a fixed number of
     steps (var identity_max_hops; a singular test checks it converged). The customer id is a
     hash of the smallest record key in the component, so it is stable while that record exists.
@@ -23,9 +24,10 @@ identifiers as (
     from records
     where email_normalized is not null
     union all
-    select record_key, {{ dbt.concat(["'phone:'", "phone_normalized"]) }} as identifier
+    -- A phone links records only when their first names agree: households share a phone.
+    select record_key, {{ dbt.concat(["'phone:'", "phone_normalized", "'|'", "first_name_key"]) }} as identifier
     from records
-    where phone_normalized is not null
+    where phone_normalized is not null and first_name_key is not null
     union all
     select record_key, {{ dbt.concat(["'pos:'", "pos_customer_ref"]) }} as identifier
     from records
@@ -84,6 +86,7 @@ final as (
         records.phone_normalized,
         records.social_handle,
         records.pos_customer_ref,
+        records.first_name_key,
         records.first_name,
         records.last_name,
         records.updated_at

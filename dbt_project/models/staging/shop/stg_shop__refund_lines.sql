@@ -17,7 +17,7 @@ orders as (
 
 final as (
     select
-        {{ to_integer('refunds.id') }} as refund_id,
+        {{ to_text('refunds.id') }} as refund_id,
         orders.shop_order_id,
         {{ to_integer('refund_lines.line_item_id') }} as order_line_id,
         {{ to_integer('refund_lines.quantity') }} as quantity,
