@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -37,7 +38,7 @@ CODE_PATTERN = r"^[A-Z0-9][A-Z0-9_-]{2,29}$"
 Slug = Annotated[
     str,
     StringConstraints(pattern=SLUG_PATTERN, max_length=60),
-    Field(json_schema_extra={"examples": ["abandoned_cart_nearby_stock_es"]}),
+    Field(json_schema_extra={"examples": ["spring_sale"]}),
 ]
 Email = Annotated[
     str,
@@ -54,7 +55,21 @@ Template = Annotated[
         )
     ),
 ]
-Money = Annotated[float, Field(gt=0, multiple_of=0.01)]
+
+
+def _whole_cents(value: float) -> float:
+    # Checked here rather than with multiple_of=0.01, which editors' JSON Schema validators
+    # evaluate in binary floating point (4.95 would be flagged).
+    if round(value, 2) != value:
+        raise PydanticCustomError(
+            "campaign_rule",
+            "{value} has more than two decimals",
+            {"value": value, "allowed": "euros with at most two decimals, e.g. 4.95"},
+        )
+    return value
+
+
+Money = Annotated[float, Field(gt=0), AfterValidator(_whole_cents)]
 
 # How people read the patterns above; used in error messages.
 PATTERN_HELP = {

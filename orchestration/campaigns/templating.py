@@ -403,10 +403,17 @@ def offer_view(campaign: Campaign, today: date) -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=512)
 def _compiled(templates_dir: Path, html: bool, source: str) -> Any:
+    """A compiled template. Files go through Jinja's own cache, which notices edits."""
     env = environment(templates_dir, html)
-    return env.get_template(source) if is_template_file(source) else env.from_string(source)
+    if is_template_file(source):
+        return env.get_template(source)
+    return _compiled_inline(templates_dir, html, source)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_inline(templates_dir: Path, html: bool, source: str) -> Any:
+    return environment(templates_dir, html).from_string(source)
 
 
 def _templates_dir(campaign: Campaign, templates_dir: Path | None) -> Path:

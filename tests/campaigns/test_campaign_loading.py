@@ -131,8 +131,8 @@ CASES = [
         "loyalty_cashback_300",
         "offer.value",
         "value: 15.555",
-        "multiple of 0.01",
-        "in steps of 0.01",
+        "15.555 has more than two decimals",
+        "at most two decimals",
         id="amount-below-cents",
     ),
     pytest.param(
