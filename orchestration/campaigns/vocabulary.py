@@ -1,9 +1,10 @@
 """The words campaigns and the warehouse share.
 
 Lifecycle stages, RFM segments and value bands are named here once. The dbt marts
-(`dim_customers.lifecycle_stage`, its RFM segment and value band) must use exactly these
-values; a campaign file may only name values listed here, so a typo in a YAML file is a
-validation error instead of an audience that silently matches nobody.
+(`dim_customers.lifecycle_stage`, `rfm_segment`, and a value band) use exactly these values
+(a test compares them with the `accepted_values` of `dim_customers`). A campaign file may only
+name values listed here, so a typo in a YAML file is a validation error instead of an
+audience that silently matches nobody.
 """
 
 from __future__ import annotations
@@ -22,19 +23,21 @@ class LifecycleStage(StrEnum):
 
 
 class Segment(StrEnum):
-    """RFM segments (recency, frequency, monetary), coarse enough for marketers to target."""
+    """RFM segments (recency, frequency, monetary quintile scores), as ``dim_customers.rfm_segment``
+    computes them in ``int_customer_lifecycle``."""
 
     CHAMPIONS = "champions"
     LOYAL = "loyal"
-    POTENTIAL_LOYALIST = "potential_loyalist"
-    NEW = "new"
+    PROMISING = "promising"
     AT_RISK = "at_risk"
     HIBERNATING = "hibernating"
-    LOST = "lost"
+    NEEDS_ATTENTION = "needs_attention"
+    NO_PURCHASE = "no_purchase"
 
 
 class ValueBand(StrEnum):
-    """Customer value bands (terciles of spend in the warehouse)."""
+    """Customer value bands by spend. ``dim_customers`` has no ``value_band`` column yet; the
+    audience SQL must expose one with exactly these values."""
 
     LOW = "low"
     MID = "mid"

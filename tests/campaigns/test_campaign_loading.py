@@ -308,7 +308,7 @@ CASES = [
     ),
     pytest.param(
         "segment_typo",
-        [("segments: [at_risk, hibernating, lost]", "segments: [at_risk, dormant]")],
+        [("segments: [at_risk, hibernating]", "segments: [at_risk, dormant]")],
         "win_back_recovery",
         "audience.segments[1]",
         "segments:",
