@@ -159,6 +159,12 @@ def test_nothing_happens_after_the_simulated_today(con: duckdb.DuckDBPyConnectio
 
 def test_ids_are_unique_within_a_part(con: duckdb.DuckDBPyConnection) -> None:
     for table, key in [
+        ("checkout_items", "checkout_id, product_id"),
+        ("web_order_items", "order_id, line_item_id"),
+        ("store_sale_items", "pos_order_id, line_uid"),
+        ("inventory_levels", "store_id, product_id, valid_from"),
+        ("social_activities", "activity_id"),
+        ("web_sessions", "session_id"),
         ("web_orders", "order_id"),
         ("checkouts", "checkout_id"),
         ("store_sales", "pos_order_id"),
@@ -168,7 +174,7 @@ def test_ids_are_unique_within_a_part(con: duckdb.DuckDBPyConnection) -> None:
         ("persons", "person_id"),
         ("marketplace_listings", "listing_id"),
     ]:
-        total, distinct = _one(con, f"select count(*), count(distinct {key}) from {table}")
+        total, distinct = _one(con, f"select count(*), count(distinct ({key})) from {table}")
         assert total == distinct > 0, table
 
 

@@ -123,6 +123,11 @@ def _basket(
     owner = np.repeat(np.arange(n), count)
     fav = None if favourite is None else favourite[owner]
     product = _sample_products(rng, model, fav, len(owner))
+    # One line per product in a basket (a second draw of the same product is dropped).
+    order = np.lexsort((product, owner))
+    owner, product = owner[order], product[order]
+    distinct = np.r_[True, (owner[1:] != owner[:-1]) | (product[1:] != product[:-1])][: len(owner)]
+    owner, product = owner[distinct], product[distinct]
     quantity = rng.choice([1, 2, 3], size=len(owner), p=(0.85, 0.12, 0.03)).astype(np.int32)
     return owner, product, quantity
 

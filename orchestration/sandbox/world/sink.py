@@ -11,6 +11,7 @@ up in the same state whether a world is generated in one go or advanced day by d
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from orchestration.sandbox.world.schema import KEY, TABLES, VISIBLE, with_hidden
 
 FLUSH_ROWS = 1_000_000
+MAX_QUEUED_WRITES = 3
 COMPRESSION = "zstd"
 
 
@@ -62,11 +64,14 @@ def latest_versions(table: pa.Table, versioned: bool) -> pa.Table:
     """Sort by (`_key`, `_visible`) and, for a versioned table, keep the last row per key."""
     if table.num_rows == 0:
         return table
-    order = pc.sort_indices(table, sort_keys=[(KEY, "ascending"), (VISIBLE, "ascending")])
-    table = table.take(order)
+    keys, visible = table[KEY].to_numpy(), table[VISIBLE].to_numpy()
+    step = np.diff(keys)
+    if not ((step > 0) | ((step == 0) & (np.diff(visible) >= 0))).all():
+        order = pc.sort_indices(table, sort_keys=[(KEY, "ascending"), (VISIBLE, "ascending")])
+        table = table.take(order)
+        keys = table[KEY].to_numpy()
     if not versioned:
         return table
-    keys = table[KEY].to_numpy()
     keep = np.append(keys[1:] != keys[:-1], True)
     return table.filter(pa.array(keep))
 
@@ -76,7 +81,8 @@ class PartWriter:
 
     Chunks of a non-held table are written as they come (in the order given: callers add
     chunks with increasing keys); held tables, and every table when `hold_all`, are kept until
-    `close` and deduplicated over the whole part.
+    `close` and deduplicated over the whole part. Parquet encoding runs on one background
+    thread (in submission order, so files stay deterministic) while the simulation goes on.
     """
 
     def __init__(self, world_dir: Path, part: int, clock_end_us: int, hold_all: bool) -> None:
@@ -89,6 +95,8 @@ class PartWriter:
         self._buffered: dict[str, int] = {name: 0 for name in TABLES}
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.pending: dict[str, list[pa.Table]] = {name: [] for name in TABLES}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
+        self._queued: list[Future[None]] = []
 
     def _path(self, table: str) -> Path:
         folder = self.world_dir / table
@@ -124,7 +132,9 @@ class PartWriter:
                 self._path(table), TABLES[table].schema, compression=COMPRESSION
             )
             self._writers[table] = writer
-        writer.write_table(data, row_group_size=FLUSH_ROWS)
+        while len(self._queued) >= MAX_QUEUED_WRITES:
+            self._queued.pop(0).result()
+        self._queued.append(self._executor.submit(writer.write_table, data, FLUSH_ROWS))
         self.rows[table] += data.num_rows
 
     def close(self) -> dict[str, int]:
@@ -137,6 +147,11 @@ class PartWriter:
                 if merged is not None and merged.num_rows:
                     self._buffers[name] = [latest_versions(merged, spec.versioned)]
             self._flush(name)
+        for future in self._queued:
+            future.result()
+        self._queued = []
+        self._executor.shutdown()
+        for name, spec in TABLES.items():
             writer = self._writers.pop(name, None)
             if writer is not None:
                 writer.close()
