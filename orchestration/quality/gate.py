@@ -82,7 +82,7 @@ class TableReport:
         direct = self.failures[self.failures["rule"] != "parent_quarantined"]
         for (rule, column), rows in direct.groupby(["rule", "column"], sort=False, dropna=False):
             examples = [
-                f"{record or '?'}: {value}"
+                f"{'(no id)' if pd.isna(record) else record}: {value}"
                 for record, value in zip(rows["record_id"], rows["value"], strict=True)
             ][:EXAMPLES]
             broken.append(
@@ -137,7 +137,8 @@ def _record_ids(frame: pd.DataFrame, rules: TableRules) -> pd.Series:
     if not key:
         return pd.Series([None] * len(frame), index=frame.index, dtype=object)
     if len(key) == 1:
-        return frame[key[0]].astype(object)
+        values = frame[key[0]].astype(object)
+        return values.where(values.notna(), None)
     return frame[key].fillna("").astype(str).agg("|".join, axis=1).astype(object)
 
 

@@ -163,6 +163,14 @@ def quiet_gx() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
+def _silence_gx_loggers() -> None:
+    """GX sets some of its module loggers to INFO at import (``Created temporary directory``);
+    lift every ``great_expectations.*`` logger to WARNING once GX is imported."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 class Validator:
     """One ephemeral GX context with a pandas datasource; validates one frame per table."""
 
@@ -171,6 +179,7 @@ class Validator:
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         self._gx = gx
+        _silence_gx_loggers()
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.datasource = self.context.data_sources.add_pandas("raw")
