@@ -265,6 +265,9 @@ def _persons(
     )
     store_only_new = ~existing & has_store & ~has_web & (first < NEVER)
     first = np.where(store_only_new, np.floor(created_day), first)  # card given at the till
+    # ...during opening hours of that first visit (about 09:00-18:00 UTC).
+    till_time = np.floor(created_day) + rng.uniform(9 / 24, 18 / 24, n)
+    created_day = np.where(store_only_new, till_time, created_day)
     churn = np.maximum(first, 0.0) + rng.exponential(MEAN_ACTIVE_DAYS, n)
 
     base = rng.gamma(2.0, 1.0 / (2.0 * MEAN_DAYS_BETWEEN_PURCHASES), n)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from orchestration.sandbox.world.schema import KEY, TABLES, VISIBLE, with_hidden
 
-FLUSH_ROWS = 1_000_000
+FLUSH_ROWS = 250_000
 MAX_QUEUED_WRITES = 3
 COMPRESSION = "zstd"
 
