@@ -232,3 +232,34 @@ def test_second_build_is_incremental(built: Built) -> None:
         query(built, "select customer_id from marts.fct_orders where order_id = ?", [moved])
         == before
     )
+
+
+def test_quarantined_rows_are_excluded_from_staging(built: Built) -> None:
+    """A raw row in quarantine.raw_rows disappears from staging (the quality gate's contract)."""
+    from orchestration.quality import quarantine
+
+    picked = query(
+        built,
+        """
+        select id, any_value(_dlt_id) from raw_shop.customers
+        group by id having count(*) = 1 order by id limit 1
+        """,
+    )
+    customer_id, dlt_id = picked[0]
+    with duckdb.connect(str(built.warehouse)) as con:
+        quarantine.ensure_tables(con)
+        con.execute(
+            "insert into quarantine.raw_rows (source, table_name, dlt_id, rule, quarantined_at) "
+            "values ('shop', 'customers', ?, 'test', current_timestamp)",
+            [dlt_id],
+        )
+    result = run_dbt(
+        built.warehouse.parent, built.target_dir, "run", "--select", "stg_shop__customers"
+    )
+    assert result.returncode == 0, result.stdout[-6000:]
+    remaining = query(
+        built,
+        "select count(*) from staging.stg_shop__customers where shop_customer_id = ?",
+        [customer_id],
+    )
+    assert remaining[0][0] == 0
