@@ -79,12 +79,17 @@ class FaultConfig:
 
 
 class TokenBucket:
-    """A classic token bucket: ``rate`` tokens per second, bursts up to ``max(rate, 1)``."""
+    """A token bucket of ``rate`` tokens per second holding at most one token.
 
-    def __init__(self, rate: float) -> None:
+    No bursts: requests closer together than ``1 / rate`` seconds are refused, so even a
+    short test run meets the limit, and a client that honours ``Retry-After`` always gets
+    through.
+    """
+
+    def __init__(self, rate: float, capacity: float = 1.0) -> None:
         self.rate = rate
-        self.capacity = max(rate, 1.0)
-        self.tokens = self.capacity
+        self.capacity = capacity
+        self.tokens = capacity
         self.stamp = time.monotonic()
 
     def take(self) -> float:
