@@ -392,18 +392,22 @@ def _statuses(url: str, n: int) -> list[int]:
 
 
 def test_rate_limit_answers_429_with_retry_after(urls: dict[str, str]) -> None:
-    set_faults(urls["shop"], rate_limit_per_second=2)
+    set_faults(urls["shop"], rate_limit_per_second=1)
     session = requests.Session()
+    started = time.monotonic()
     answers = [
         session.get(f"{urls['shop']}{SHOP}/products.json", headers=SHOP_HEADERS, timeout=10)
         for _ in range(8)
     ]
+    elapsed = time.monotonic() - started
     limited = [answer for answer in answers if answer.status_code == 429]
     assert answers[0].status_code == 200
-    assert 4 <= len(limited) <= 7
+    # one request per second gets through: 1 now, 1 more per elapsed second
+    assert len(answers) - len(limited) <= 1 + int(elapsed) + 1
+    assert len(limited) >= 3
     assert all(int(answer.headers["Retry-After"]) >= 1 for answer in limited)
     assert "errors" in limited[0].json()
-    time.sleep(1.1)  # the bucket refills
+    time.sleep(1.2)  # the bucket refills
     assert _statuses(urls["shop"], 1) == [200]
 
 
@@ -420,14 +424,16 @@ def test_injected_errors_follow_the_rate_and_the_seed(urls: dict[str, str]) -> N
 
 
 def test_injected_latency_slows_every_answer(urls: dict[str, str]) -> None:
-    set_faults(urls["social"], latency_ms=300)
+    url = f"{urls['social']}/v19.0/me/comments"
+    set_faults(urls["social"], latency_ms=600)
     started = time.perf_counter()
-    requests.get(f"{urls['social']}/v19.0/me/comments", headers=SOCIAL_HEADERS, timeout=10)
-    assert time.perf_counter() - started >= 0.3
+    requests.get(url, headers=SOCIAL_HEADERS, timeout=10)
+    slow = time.perf_counter() - started
     requests.delete(f"{urls['social']}/_sandbox/faults", timeout=10)
     started = time.perf_counter()
-    requests.get(f"{urls['social']}/v19.0/me/comments", headers=SOCIAL_HEADERS, timeout=10)
-    assert time.perf_counter() - started < 0.3
+    requests.get(url, headers=SOCIAL_HEADERS, timeout=10)
+    fast = time.perf_counter() - started
+    assert slow >= 0.6 > fast
 
 
 def _damage(record: Record, original: Record) -> str | None:

@@ -163,6 +163,7 @@ class World:
 
     def _build(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")  # no progress bars in the service log
         for macro in MACROS:
             con.execute(macro)
         for table in self._tables():
