@@ -325,6 +325,17 @@ def test_bad_parameters_are_400_with_the_api_error_shape(urls: dict[str, str]) -
     )
     assert pos.status_code == 400
     assert pos.json()["errors"][0]["category"] == "INVALID_REQUEST_ERROR"
+    # a POS cursor (string ids) is not a shop page_info (integer ids)
+    pos_cursor = requests.post(
+        f"{urls['pos']}/v2/customers/search", headers=POS_HEADERS, json={"limit": 1}, timeout=10
+    ).json()["cursor"]
+    mixed = requests.get(
+        f"{urls['shop']}{SHOP}/customers.json",
+        headers=SHOP_HEADERS,
+        params={"page_info": pos_cursor},
+        timeout=10,
+    )
+    assert mixed.status_code == 400
 
 
 # -- shapes -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import threading
@@ -290,18 +291,21 @@ class _HttpHandler(BaseHTTPRequestHandler):
             base_url=f"http://{host}",
         )
         response = self.server.service.handle(request)
+        if response.file is None:
+            self._send(response, len(response.body))
+            self.wfile.write(response.body)
+            return
+        with response.file.open("rb") as source:  # open first: the file may be replaced
+            self._send(response, os.fstat(source.fileno()).st_size)
+            shutil.copyfileobj(source, self.wfile, 1 << 20)
+
+    def _send(self, response: Response, size: int) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        size = response.file.stat().st_size if response.file else len(response.body)
         self.send_header("Content-Length", str(size))
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if response.file is not None:
-            with response.file.open("rb") as source:
-                shutil.copyfileobj(source, self.wfile, 1 << 20)
-        else:
-            self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Quiet: the stats endpoint counts requests; errors are logged by the service."""

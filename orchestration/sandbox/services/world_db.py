@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 
-from orchestration.sandbox.services.paging import Key, RecordId
+from orchestration.sandbox.services.paging import BadRequest, Key, RecordId
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ MACROS = (
 )
 
 
+IdType = type[int] | type[str]
+
+
 @dataclass(frozen=True)
 class Resource:
     """One API collection.
@@ -106,6 +109,7 @@ class World:
         self.resources = {resource.name: resource for resource in resources}
         self._con: duckdb.DuckDBPyConnection | None = None
         self._signature: str | None = None
+        self._id_types: dict[str, IdType] = {}
         self._swap_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self.info: dict[str, Any] = {}
@@ -141,9 +145,11 @@ class World:
                 name: int(self._scalar(con, f"SELECT count(*) FROM api_{name}"))
                 for name in self.resources
             }
+            id_types = {name: self._id_type(con, name) for name in self.resources}
             meta = json.loads((self.world_dir / "world.json").read_text())
             with self._swap_lock:
                 old, self._con, self._signature = self._con, con, signature
+                self._id_types = id_types
                 self.info = {
                     "world_dir": str(self.world_dir),
                     "world": meta,
@@ -155,6 +161,16 @@ class World:
                 old.close()
             log.info("world loaded in %.2fs: %s", time.perf_counter() - started, counts)
             return True
+
+    @classmethod
+    def _id_type(cls, con: duckdb.DuckDBPyConnection, resource: str) -> IdType:
+        """The Python type of a resource's ids (cursors must carry the same)."""
+        kind = cls._scalar(
+            con,
+            "SELECT data_type FROM information_schema.columns "
+            f"WHERE table_name = 'api_{resource}' AND column_name = 'k_id'",
+        )
+        return int if "INT" in str(kind).upper() else str
 
     @staticmethod
     def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
@@ -231,6 +247,9 @@ class World:
             conditions.append("k_ts <= ?")
             values.append(until)
         if after is not None:
+            wanted = self._id_types.get(resource, type(after.record_id))
+            if not isinstance(after.record_id, wanted) or isinstance(after.record_id, bool):
+                raise BadRequest(f"Invalid cursor for {resource}")
             # The first conjunct is pushable to zone maps; the second is the exact keyset.
             conditions.append("k_ts >= ?")
             conditions.append("(k_ts > ? OR (k_ts = ? AND k_id > ?))")
@@ -245,6 +264,9 @@ class World:
         cur = self.cursor()
         try:
             fetched = cur.execute(sql, values).fetchall()
+        except (duckdb.ConversionException, duckdb.BinderException) as error:
+            # A cursor of another collection (an id of the wrong type), not a server fault.
+            raise BadRequest(f"Invalid cursor or filter for {resource}: {error}") from error
         finally:
             cur.close()
         rows = [Row(Key(k_ts, k_id), body) for k_ts, k_id, body in fetched[:limit]]
