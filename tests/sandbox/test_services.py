@@ -325,6 +325,11 @@ def test_bad_parameters_are_400_with_the_api_error_shape(urls: dict[str, str]) -
     )
     assert pos.status_code == 400
     assert pos.json()["errors"][0]["category"] == "INVALID_REQUEST_ERROR"
+    too_many = {"location_ids": [f"L{number:04d}" for number in range(11)]}
+    answer = requests.post(
+        f"{urls['pos']}/v2/orders/search", headers=POS_HEADERS, json=too_many, timeout=10
+    )
+    assert answer.status_code == 400
     # a POS cursor (string ids) is not a shop page_info (integer ids)
     pos_cursor = requests.post(
         f"{urls['pos']}/v2/customers/search", headers=POS_HEADERS, json={"limit": 1}, timeout=10

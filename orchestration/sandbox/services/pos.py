@@ -219,6 +219,8 @@ POS_DAMAGES = {
     "pos_loyalty": (_ID, _CREATED, Damage(NEGATIVE, ("balance",))),
 }
 
+MAX_ORDER_LOCATIONS = 10
+
 CATEGORIES = {
     400: ("INVALID_REQUEST_ERROR", "BAD_REQUEST"),
     401: ("AUTHENTICATION_ERROR", "UNAUTHORIZED"),
@@ -320,6 +322,8 @@ class PosService(Service):
     def _orders(self, request: Request) -> Response:
         body = request.json()
         locations = _id_list(body.get("location_ids"), "location_ids")
+        if len(locations) > MAX_ORDER_LOCATIONS:  # as Square: search at most 10 locations
+            raise BadRequest(f"location_ids must hold at most {MAX_ORDER_LOCATIONS} ids")
         since, until = _time_range(
             _dig(body, "query", "filter", "date_time_filter", "updated_at"),
             "date_time_filter.updated_at",
