@@ -13,6 +13,7 @@ in the same column, where the quality gate can see it, instead of a ``__v_text``
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +44,16 @@ RUNTIME_CONFIG: dict[str, Any] = {
     "runtime.dlthub_telemetry": False,
     "runtime.http_show_error_body": True,
     "runtime.http_max_error_body_length": 500,
+}
+
+
+# dlt reads these once per process, when its config providers start, and only from the
+# environment or toml files. Off: the Airflow provider (it imports Airflow and looks up an
+# Airflow Variable for every dlt setting: ~670 lookups and seconds per run; our secrets come
+# from Airflow connections through orchestration.connections) and telemetry.
+DLT_PROCESS_ENV: dict[str, str] = {
+    "PROVIDERS__ENABLE_AIRFLOW_SECRETS": "false",
+    "RUNTIME__DLTHUB_TELEMETRY": "false",
 }
 
 
@@ -120,6 +131,8 @@ def ingest(
     cfg.omni_home.mkdir(parents=True, exist_ok=True)
 
     started = time.monotonic()
+    for name, value in DLT_PROCESS_ENV.items():
+        os.environ.setdefault(name, value)
     session, counter = make_session(policy)
     with dlt.config.values(RUNTIME_CONFIG):
         dlt_source = BUILDERS[source](base_url, token, session)

@@ -35,6 +35,8 @@ from dlt.sources.helpers.rest_client.paginators import (
 from dlt.sources.rest_api import rest_api_source
 from dlt.sources.rest_api.typing import EndpointResource, IncrementalConfig, RESTAPIConfig
 
+from orchestration.sources import columns
+
 INITIAL_UPDATED_AT = "1970-01-01T00:00:00+00:00"
 ORDERS_PAGE_SIZE = 500  # Square's cap for order searches
 PAGE_SIZE = 100  # Square's cap for the other searches
@@ -49,17 +51,13 @@ def _incremental(cursor_path: str) -> IncrementalConfig:
     return {"cursor_path": cursor_path, "initial_value": INITIAL_UPDATED_AT}
 
 
-def _doubles(*columns: str) -> dict[str, Any]:
-    return {column: {"data_type": "double"} for column in columns}
-
-
 def _resources() -> list[EndpointResource]:
     """Fresh configs each time: dlt keeps state in paginator instances."""
     return [
         {
             "name": "locations",
             "write_disposition": "replace",
-            "columns": _doubles("coordinates__latitude", "coordinates__longitude"),
+            **columns.hints("pos", "locations"),
             "endpoint": {
                 "path": "v2/locations",
                 "data_selector": "locations",
@@ -91,6 +89,7 @@ def _resources() -> list[EndpointResource]:
         },
         {
             "name": "customers",
+            **columns.hints("pos", "customers"),
             "endpoint": {
                 "path": "v2/customers/search",
                 "method": "POST",
@@ -123,7 +122,9 @@ def _resources() -> list[EndpointResource]:
 def _orders(client: RESTClient) -> DltResource:
     """Order searches over every location, ``LOCATIONS_PER_SEARCH`` ids at a time."""
 
-    @dlt.resource(name="orders", write_disposition="append")
+    @dlt.resource(
+        name="orders", write_disposition="append", columns=columns.table_columns("pos", "orders")
+    )
     def orders(
         updated_at: dlt.sources.incremental[str] = dlt.sources.incremental(
             "updated_at", initial_value=INITIAL_UPDATED_AT

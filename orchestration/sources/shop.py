@@ -17,6 +17,8 @@ from dlt.sources.helpers.rest_client.paginators import HeaderLinkPaginator
 from dlt.sources.rest_api import rest_api_source
 from dlt.sources.rest_api.typing import EndpointResource, RESTAPIConfig
 
+from orchestration.sources import columns
+
 API_PREFIX = "admin/api/2024-07"
 PAGE_SIZE = 250  # Shopify's maximum
 INITIAL_UPDATED_AT = "1970-01-01T00:00:00+00:00"
@@ -28,12 +30,6 @@ ENDPOINTS: dict[str, tuple[str, dict[str, str]]] = {
     "checkouts": ("checkouts.json", {}),
     "products": ("products.json", {}),
     "marketplace_listings": ("marketplace_listings.json", {}),
-}
-
-# Columns that carry JSON floats: declared so that a round value (``41.0`` vs ``41``) can
-# never make dlt infer a bigint column and push later values into a variant column.
-DOUBLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("default_address__latitude", "default_address__longitude"),
 }
 
 
@@ -57,8 +53,7 @@ def _resource(name: str) -> EndpointResource:
             "paginator": HeaderLinkPaginator(links_next_key="next"),
         },
     }
-    if name in DOUBLE_COLUMNS:
-        resource["columns"] = {column: {"data_type": "double"} for column in DOUBLE_COLUMNS[name]}
+    resource.update(columns.hints("shop", name))
     return resource
 
 

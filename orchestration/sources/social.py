@@ -18,6 +18,8 @@ from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
 from dlt.sources.rest_api import rest_api_source
 from dlt.sources.rest_api.typing import EndpointResource, RESTAPIConfig
 
+from orchestration.sources import columns
+
 API_PREFIX = "v19.0"
 PAGE_SIZE = 100  # Graph's maximum
 INITIAL_UPDATED_TIME = "1970-01-01T00:00:00+0000"
@@ -28,12 +30,6 @@ EDGES: dict[str, str] = {
     "mentions": "me/mentions",
     "messages": "me/messages",
     "contacts": "me/contacts",
-}
-
-DOUBLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "comments": ("sentiment_score",),
-    "mentions": ("sentiment_score",),
-    "messages": ("sentiment_score",),
 }
 
 
@@ -62,8 +58,7 @@ def _resource(name: str) -> EndpointResource:
             "paginator": JSONLinkPaginator(next_url_path="paging.next"),
         },
     }
-    if name in DOUBLE_COLUMNS:
-        resource["columns"] = {column: {"data_type": "double"} for column in DOUBLE_COLUMNS[name]}
+    resource.update(columns.hints("social", name))
     return resource
 
 

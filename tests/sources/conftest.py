@@ -23,7 +23,7 @@ NAMES = ("shop", "pos", "social")
 
 @pytest.fixture(scope="package")
 def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_world(tmp_path_factory.mktemp("sources") / "world", 500, 30, 11)
+    return generate_world(tmp_path_factory.mktemp("sources") / "world", 1000, 30, 11)
 
 
 @pytest.fixture(scope="package")
