@@ -24,7 +24,7 @@ import pytest
 from orchestration import settings
 
 CUSTOMERS = 400
-DAYS = 120
+DAYS = 90
 SEED = 23
 END_DATE = date(2026, 11, 1)
 PROJECT_DIR = settings.REPO_ROOT / "dbt_project"
