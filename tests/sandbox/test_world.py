@@ -371,6 +371,31 @@ def test_stores_and_homes_are_spanish_and_near(con: duckdb.DuckDBPyConnection) -
     assert sunday_closed >= 1
 
 
+def test_store_activity_happens_in_opening_hours(con: duckdb.DuckDBPyConnection) -> None:
+    for table, column in [
+        ("store_sales", "created_at"),
+        ("store_sales", "updated_at"),
+        ("inventory_levels", "valid_from"),
+    ]:
+        outside, total = _one(
+            con,
+            f"""
+            with local as (
+                select timezone(st.timezone, t.{column}) as local_at, st.opens_local,
+                       st.closes_local, st.closed_weekday
+                from {table} t join stores st using (store_id)
+                where t.{column} >= timestamp '2026-07-26'  -- after the opening snapshot
+            )
+            select count(*) filter (where strftime(local_at, '%H:%M') < opens_local
+                                       or strftime(local_at, '%H:%M') > closes_local
+                                       or (isodow(local_at) - 1) = closed_weekday),
+                   count(*)
+            from local
+            """,
+        )
+        assert total > 0 and outside == 0, (table, column, outside)
+
+
 def test_store_sales_prices_stock_and_social(con: duckdb.DuckDBPyConnection) -> None:
     (anonymous,) = _one(con, "select avg((pos_customer_id is null)::int) from store_sales")
     assert 0.25 <= anonymous <= 0.45

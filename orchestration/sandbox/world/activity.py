@@ -227,6 +227,12 @@ class DaySimulator:
         local = local // SECOND * SECOND
         return self.day_us + np.asarray(day_offset) * DAY + local - self.offsets[stores.zone[store]]
 
+    def _visit(self, store: np.ndarray, days_after: np.ndarray) -> np.ndarray:
+        """A time in opening hours `days_after` days from today (the next day if closed)."""
+        weekday = (self.date.weekday() + days_after) % 7
+        days_after = days_after + (weekday == self.model.stores.closed_weekday[store])
+        return self._store_time(store, days_after)
+
     # -- web ---------------------------------------------------------------------------------
     def _web(self, buyers: np.ndarray, browsers: np.ndarray) -> None:
         model, rng, persons = self.model, self.rng, self.model.persons
@@ -521,10 +527,7 @@ class DaySimulator:
         """The same person buys the same items in their home store one to five days later."""
         model, rng = self.model, self.rng
         store = model.persons.home_store[person]
-        offset = rng.integers(1, 6, len(person))
-        weekday = (self.date.weekday() + offset) % 7
-        offset = offset + (weekday == model.stores.closed_weekday[store])
-        when = np.maximum(self._store_time(store, offset), abandoned_at + HOUR)
+        when = np.maximum(self._visit(store, rng.integers(1, 6, len(person))), abandoned_at + HOUR)
         sale_of_item = _inverse(checkout_index, owner)
         keep = sale_of_item >= 0
         self._store_sales(store, person, when, (sale_of_item[keep], product[keep], quantity[keep]))
@@ -585,7 +588,8 @@ class DaySimulator:
         lines = np.bincount(owner, minlength=n)
         first_line = np.cumsum(lines) - lines
         returned = np.flatnonzero(rng.random(n) < 0.03)
-        return_time = created[returned] + _uniform(rng, DAY, 25 * DAY, len(returned))
+        days_after = (created[returned] - self.day_us) // DAY + rng.integers(1, 26, len(returned))
+        return_time = self._visit(store[returned], days_after)
         versions = np.concatenate([np.arange(n), returned])
         updated = np.concatenate([created, return_time])
         self.out.add(
