@@ -115,6 +115,7 @@ class SourceReport:
     problems: list[str] = field(default_factory=list)  # source-level: schema missing...
     rows_per_load: dict[str, int] = field(default_factory=dict)
     bad_per_load: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "validate": 0.0})
 
     @property
     def passed(self) -> bool:
@@ -156,12 +157,16 @@ def _validate_table(
     required: bool,
     tolerance: float,
 ) -> TableReport:
+    started = time.monotonic()
     frame = read_frame(con, table, rules, report.new_loads)
+    report.timings["read"] += time.monotonic() - started
     result = TableReport(name=table.name, rows=len(frame))
     if frame.empty and not (required and report.first_load):
         result.failures = _empty_failures()
         return result
+    started = time.monotonic()
     outcome: TableOutcome = validator.validate(table, rules, frame, report.first_load and required)
+    report.timings["validate"] += time.monotonic() - started
     result.table_failures = outcome.table_failures
     index = pd.DataFrame(
         {
@@ -250,10 +255,13 @@ class _LazyValidator:
 
     def __init__(self) -> None:
         self._validator: Validator | None = None
+        self.startup_seconds = 0.0
 
     def get(self) -> Validator:
         if self._validator is None:
+            started = time.monotonic()
             self._validator = Validator()
+            self.startup_seconds = time.monotonic() - started
         return self._validator
 
 
@@ -364,9 +372,9 @@ def check_raw(
     all_rules = [source_rules(source) for source in sources]
     warehouse = cfg.warehouse_path
     reports: list[SourceReport] = []
+    validator = _LazyValidator()
     with quiet_gx():
         if warehouse.exists():
-            validator = _LazyValidator()
             con = duckdb.connect(str(warehouse), read_only=True)
             try:
                 con.execute("set TimeZone = 'UTC'")
@@ -380,6 +388,7 @@ def check_raw(
                 report.problems.append(f"warehouse {warehouse} does not exist: nothing loaded")
                 reports.append(report)
     validated_seconds = time.monotonic() - started
+    write_started = time.monotonic()
     inserted = quarantine.write(
         warehouse,
         _validated_frame(reports),
@@ -391,10 +400,17 @@ def check_raw(
         "passed": all(report.passed for report in reports),
         "checked_at": checked_at.isoformat(),
         "tolerance": tolerance,
+        "min_bad_rows": MIN_BAD_ROWS,
         "quarantined_rows": inserted,
         "rows_checked": sum(sum(report.rows_per_load.values()) for report in reports),
         "sources": {report.source: report.as_dict() for report in reports},
-        "validate_seconds": round(validated_seconds, 2),
+        "seconds_by_step": {
+            "gx_startup": round(validator.startup_seconds, 2),
+            "read": round(sum(report.timings["read"] for report in reports), 2),
+            "validate": round(sum(report.timings["validate"] for report in reports), 2),
+            "check_total": round(validated_seconds, 2),
+            "write": round(time.monotonic() - write_started, 2),
+        },
         "seconds": round(time.monotonic() - started, 2),
     }
     _write_summary(cfg.quality_dir, summary)
