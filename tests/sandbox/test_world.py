@@ -458,6 +458,19 @@ def test_advance_appends_a_part_with_new_versions(small_world: Path, tmp_path: P
     clock = datetime(2026, 11, 24, 23, 59, 59)
     (latest,) = _one(con, "select max(updated_at)::timestamp from web_orders")
     assert END < latest.date() and latest <= clock
+    # Acquisition goes on: new persons arrive with fresh, unique identities.
+    arrived, first_seen, persons, emails = _one(
+        con,
+        f"""
+        select count(*) filter (where new.person_id > (select max(person_id) from
+                   read_parquet('{advanced}/persons/part-00000.parquet'))),
+               min(new.created_at)::timestamp,
+               (select count(*) from persons), (select count(distinct email) from persons)
+        from read_parquet('{advanced}/persons/part-00001.parquet') new
+        """,
+    )
+    assert arrived > 0 and first_seen.date() > END
+    assert persons == emails == meta["persons"] == 500 + arrived
     # Deterministic: the same advance on another copy writes the same files.
     _advanced_copy(small_world, tmp_path / "b", days=2)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")

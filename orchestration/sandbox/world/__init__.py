@@ -82,8 +82,19 @@ def _simulate(
     writer: PartWriter,
     day_indices: range,
     uplift: np.ndarray | None,
+    arrivals: bool,
 ) -> None:
     for index in day_indices:
+        if arrivals:
+            for table, rows in population.arrive(model, index):
+                writer.add(table, rows)
+                if table in ("shop_customers", "pos_customers"):
+                    bases.append(table, rows.drop_columns([KEY, VISIBLE]))
+            if uplift is not None and len(uplift) < len(model.persons.person_id):
+                # Persons who arrived during this advance get no uplift.
+                uplift = np.concatenate(
+                    [uplift, np.ones(len(model.persons.person_id) - len(uplift))]
+                )
         day = DaySimulator(model, bases, index, uplift).run()
         for table, rows in day.chunks:
             writer.add(table, rows)
@@ -100,6 +111,7 @@ def _finish(
     pending = writer.save_pending(world_dir / model_module.STATE_DIR / "pending")
     model.shop_email = None
     model_module.save(model, world_dir)
+    meta["persons"] = int(len(model.persons.person_id))
     totals = meta.get("rows", {})
     meta["rows"] = {name: int(totals.get(name, 0)) + rows[name] for name in TABLES}
     _write_meta(world_dir, meta)
@@ -142,7 +154,7 @@ def generate(
         marketplace_listings=initial["marketplace_listings"].drop_columns([KEY, VISIBLE]),
     )
     del chunks, initial
-    _simulate(model, bases, writer, range(days), None)
+    _simulate(model, bases, writer, range(days), None, arrivals=False)
     meta = {
         "generator": GENERATOR,
         "seed": seed,
@@ -160,8 +172,10 @@ def advance(
 ) -> dict[str, Any]:
     """Append the next `days` of activity as a new part and move `end_date` forward.
 
-    The new part holds the new days' rows plus new versions of existing rows whose state
-    changed (orders shipped, delivered or refunded; consent changes; re-priced listings).
+    The new part holds the new days' rows (including persons who become known on those
+    days, at the generated window's acquisition rate) plus new versions of existing rows
+    whose state changed (orders shipped, delivered or refunded; consent changes; re-priced
+    listings).
     `purchase_uplift` (optional, one multiplier per person, aligned with `person_id` 1..N)
     scales each person's purchase probability: the hook for a campaign effect.
     """
@@ -185,13 +199,15 @@ def advance(
     shop = shop.sort_by("person_id")
     row = np.searchsorted(shop["person_id"].to_numpy(), model.persons.person_id)
     row = np.minimum(row, max(shop.num_rows - 1, 0))
-    model.shop_email = shop["email"].take(pa.array(row, mask=~model.persons.has_web))
+    emails = shop["email"].combine_chunks()
+    model.shop_email = emails.take(pa.array(row, mask=~model.persons.has_web))
     writer = PartWriter(world_dir, int(meta["parts"]), clock_end_us(new_end), hold_all=True)
     pending_dir = world_dir / model_module.STATE_DIR / "pending"
     for table in TABLES:
         writer.add(table, load_pending(pending_dir, table))
     first = (old_end - model.start_date).days + 1
-    _simulate(model, Bases(shop, pos, listings), writer, range(first, first + days), uplift)
+    bases = Bases(shop, pos, listings)
+    _simulate(model, bases, writer, range(first, first + days), uplift, arrivals=True)
     meta.update(
         end_date=new_end.isoformat(), days=int(meta["days"]) + days, parts=int(meta["parts"]) + 1
     )

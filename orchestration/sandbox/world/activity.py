@@ -74,6 +74,11 @@ class Bases:
         self.shop_customers = self.shop_customers.sort_by("person_id")
         self.pos_customers = self.pos_customers.sort_by("person_id")
 
+    def append(self, table: str, rows: pa.Table) -> None:
+        """Add rows of persons who just arrived (their ids are above every earlier one)."""
+        current = getattr(self, table)
+        setattr(self, table, pa.concat_tables([current, rows.sort_by("person_id")]))
+
 
 @dataclass
 class Day:

@@ -88,6 +88,8 @@ class Model:
     followers: np.ndarray  # social numbers of profiles that are not customers
     inventory: Inventory
     counters: dict[str, int] = field(default_factory=dict)
+    # New persons per day once the generated window is over (`advance` keeps acquiring).
+    arrivals_per_day: float = 0.0
     # Shop emails as the customers typed them, aligned with persons (null without account).
     shop_email: pa.Array | None = None
 
@@ -138,6 +140,7 @@ def save(model: Model, world_dir: Path) -> None:
         "seed": model.seed,
         "start_date": model.start_date.isoformat(),
         "counters": model.counters,
+        "arrivals_per_day": model.arrivals_per_day,
     }
     (state / "state.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
@@ -155,4 +158,5 @@ def load(world_dir: Path) -> Model:
         followers=followers,
         inventory=_load(Inventory, state / "inventory.parquet"),
         counters={str(k): int(v) for k, v in meta["counters"].items()},
+        arrivals_per_day=float(meta["arrivals_per_day"]),
     )

@@ -15,14 +15,23 @@ Shape of the population (shares are of persons):
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass, fields
+from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from orchestration.sandbox.world import reference as ref
-from orchestration.sandbox.world.clock import DAY, HOUR, MINUTE, SECOND, ZONES, day_start_us
+from orchestration.sandbox.world.clock import (
+    DAY,
+    HOUR,
+    MINUTE,
+    SECOND,
+    ZONES,
+    day_start_us,
+    season_factor,
+)
 from orchestration.sandbox.world.messy import (
     digits,
     e164,
@@ -64,6 +73,7 @@ CHANNEL_MIXES = (
     ((1, 1, 1), 0.10),
 )
 EXISTING_SHARE = 0.65
+FOLLOWER_SHARE = 0.4  # social followers who are not customers, per customer on social
 MEAN_DAYS_BETWEEN_PURCHASES = 26.0
 MEAN_ACTIVE_DAYS = 240.0
 WEB_COMPLETION = 0.68  # share of started checkouts that complete (intent rates are inflated)
@@ -245,12 +255,30 @@ def _inventory(rng: np.random.Generator, model: Model, start_us: int) -> tuple[I
     return inventory, table
 
 
+@dataclass(frozen=True)
+class IdStart:
+    """Ids already used: new persons continue after them (counters in `Model.counters`)."""
+
+    person: int = 0
+    shop_customer: int = 0
+    pos_customer: int = 0
+    social_profile: int = 0
+
+
 def _persons(
-    rng: np.random.Generator, n: int, days: int, stores: Stores, start_us: int
+    rng: np.random.Generator,
+    created_day: np.ndarray,
+    existing: np.ndarray,
+    stores: Stores,
+    start_us: int,
+    ids: IdStart,
 ) -> tuple[Persons, dict[str, np.ndarray]]:
-    """Hidden per-person parameters plus the raw draws the identity tables are built from."""
-    existing = rng.random(n) < EXISTING_SHARE
-    created_day = np.where(existing, -rng.uniform(1, 720, n), rng.uniform(0, max(days, 1), n))
+    """Hidden per-person parameters plus the raw draws the identity tables are built from.
+
+    `existing` persons were customers before the window (most buying from day 0); the others
+    are new: `created_day` is when they became known.
+    """
+    n = len(created_day)
     mix = rng.choice(len(CHANNEL_MIXES), size=n, p=[m[1] for m in CHANNEL_MIXES])
     channels = np.array([m[0] for m in CHANNEL_MIXES], dtype=bool)[mix]
     has_web, has_store, has_social = channels[:, 0], channels[:, 1], channels[:, 2]
@@ -282,15 +310,15 @@ def _persons(
     zone[(zone == 0) & (rng.random(n) < 0.012)] = ZONES.index(ref.LISBON)
 
     shop_ids = np.zeros(n, dtype=np.int64)
-    shop_ids[has_web] = 7_100_000_000 + rng.permutation(int(has_web.sum())) + 1
+    shop_ids[has_web] = 7_100_000_000 + ids.shop_customer + rng.permutation(int(has_web.sum())) + 1
     pos_number = np.zeros(n, dtype=np.int64)
-    pos_number[has_store] = rng.permutation(int(has_store.sum())) + 1
+    pos_number[has_store] = ids.pos_customer + rng.permutation(int(has_store.sum())) + 1
 
     consent_email = rng.random(n) < 0.7
     consent_sms = rng.random(n) < 0.35
     email_state = np.where(consent_email, 1, np.where(rng.random(n) < 0.15, 2, 0)).astype(np.int8)
     persons = Persons(
-        person_id=np.arange(1, n + 1, dtype=np.int64),
+        person_id=ids.person + np.arange(1, n + 1, dtype=np.int64),
         shop_customer_id=shop_ids,
         pos_number=pos_number,
         social_number=np.zeros(n, dtype=np.int64),
@@ -318,9 +346,20 @@ def _persons(
 
 
 def _identities(
-    rng: np.random.Generator, model: Model, draws: dict[str, np.ndarray], start_us: int
-) -> dict[str, pa.Table]:
-    persons, stores = model.persons, model.stores
+    rng: np.random.Generator,
+    persons: Persons,
+    stores: Stores,
+    draws: dict[str, np.ndarray],
+    start_us: int,
+    ids: IdStart,
+    follower_share: float,
+) -> tuple[dict[str, pa.Table], pa.Array, np.ndarray]:
+    """Identity tables of `persons` (assigning their social numbers), their shop emails
+    aligned with them, and the social numbers of new followers who are not customers.
+
+    Emails carry a unique number and phones come from a bijection of the person id, so both
+    stay unique when persons arrive later (`ids`).
+    """
     n = len(persons.person_id)
     created_us = draws["created_us"]
     first = rng.integers(0, len(ref.FIRST_NAMES), n)
@@ -336,7 +375,8 @@ def _identities(
         pick(_ascii(ref.LAST_NAMES), last1),
         pick(_ascii(ref.LAST_NAMES), last2),
     )
-    code = digits(rng.permutation(n) + 1)  # a unique number keeps every email unique
+    order = ids.person + rng.permutation(n)  # a unique number keeps every email unique
+    code = digits(order + 1)
     separator = pick((".", "", "_"), rng.choice(3, size=n, p=(0.5, 0.3, 0.2)))
     domain = pick(ref.EMAIL_DOMAINS, rng.integers(0, len(ref.EMAIL_DOMAINS), n))
     email = join(first_ascii, separator, last1_ascii, code, "@", domain)
@@ -347,9 +387,7 @@ def _identities(
         "@",
         pick(("outlook.es", "empresa.es"), rng.integers(0, 2, n)),
     )
-    national = 600_000_000 + (rng.permutation(n).astype(np.int64) * 7_654_321 + 12_345) % (
-        100_000_000
-    )
+    national = 600_000_000 + (order.astype(np.int64) * 7_654_321 + 12_345) % 100_000_000
     household = rng.random(n) < 0.02  # a few persons give the household's phone
     national[household] = national[rng.integers(0, n, int(household.sum()))]
     phone = e164(national)
@@ -422,7 +460,7 @@ def _identities(
         visible=created_us[web],
     )
     row_of_person = np.cumsum(persons.has_web) - 1
-    model.shop_email = shop_email.take(pa.array(row_of_person, mask=~persons.has_web))
+    aligned_shop_email = shop_email.take(pa.array(row_of_person, mask=~persons.has_web))
 
     store = np.flatnonzero(persons.has_store)
     till_caps = rng.random(len(store)) < 0.2
@@ -453,10 +491,10 @@ def _identities(
 
     # Social: customers' profiles plus followers who are not (yet) customers.
     social = np.flatnonzero(persons.has_social)
-    n_followers = int(round(0.4 * len(social)))
-    numbers = rng.permutation(len(social) + n_followers).astype(np.int64) + 1
+    n_followers = int(round(follower_share * len(social)))
+    numbers = ids.social_profile + rng.permutation(len(social) + n_followers).astype(np.int64) + 1
     persons.social_number[social] = numbers[: len(social)]
-    model.followers = numbers[len(social) :]
+    followers = numbers[len(social) :]
     f_first = rng.integers(0, len(ref.FIRST_NAMES), n_followers)
     f_last = rng.integers(0, len(ref.LAST_NAMES), n_followers)
     handle = join(
@@ -478,8 +516,11 @@ def _identities(
         + rng.integers(0, 30, len(social)) * DAY
     )
     profile_updated = np.minimum(profile_updated, np.maximum(created_us[social], start_us))
-    follower_updated = start_us - rng.integers(1, 400, n_followers) * DAY
-    social_numbers = np.concatenate([numbers[: len(social)], model.followers])
+    if ids.person:  # followers met after the window: they appear on the arrival day
+        follower_updated = created_us.min() + rng.integers(0, HOUR, n_followers)
+    else:
+        follower_updated = start_us - rng.integers(1, 400, n_followers) * DAY
+    social_numbers = np.concatenate([numbers[: len(social)], followers])
     tables["social_profiles"] = chunk(
         "social_profiles",
         {
@@ -546,7 +587,7 @@ def _identities(
         key=persons.person_id,
         visible=created_us,
     )
-    return tables
+    return tables, aligned_shop_email, followers
 
 
 def build(
@@ -560,17 +601,32 @@ def build(
 
     stores, store_table = _stores(stream(1), store_count(customers), start_us)
     products, product_table = _products(stream(2), start_us)
-    persons, draws = _persons(stream(3), customers, days, stores, start_us)
+    rng = stream(3)
+    existing = rng.random(customers) < EXISTING_SHARE
+    created_day = np.where(
+        existing, -rng.uniform(1, 720, customers), rng.uniform(0, days, customers)
+    )
+    persons, draws = _persons(rng, created_day, existing, stores, start_us, IdStart())
+    identity_tables, shop_email, followers = _identities(
+        stream(4), persons, stores, draws, start_us, IdStart(), FOLLOWER_SHARE
+    )
     model = Model(
         seed=seed,
         start_date=start_date,
         stores=stores,
         products=products,
         persons=persons,
-        followers=np.zeros(0, dtype=np.int64),
+        followers=followers,
         inventory=Inventory(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32)),
+        arrivals_per_day=float((~existing).sum()) / days,
+        shop_email=shop_email,
     )
-    identity_tables = _identities(stream(4), model, draws, start_us)
+    model.counters.update(
+        person=customers,
+        shop_customer=int(persons.has_web.sum()),
+        pos_customer=int(persons.has_store.sum()),
+        social_profile=int(persons.has_social.sum()) + len(followers),
+    )
     inventory, inventory_table = _inventory(stream(5), model, start_us)
     model.inventory = inventory
     chunks = [
@@ -581,3 +637,42 @@ def build(
         *identity_tables.items(),
     ]
     return model, chunks
+
+
+def arrive(model: Model, day: int) -> list[tuple[str, pa.Table]]:
+    """New persons who become known on `day` (after the generated window): `advance` calls
+    this so acquisition goes on. Appends them to `model` and returns their identity chunks."""
+    rng = np.random.default_rng([model.seed, 3, day])
+    season = season_factor(model.start_date + timedelta(days=day))
+    count = int(rng.poisson(model.arrivals_per_day * season))
+    if count == 0:
+        return []
+    start_us = model.start_date_us
+    ids = IdStart(
+        person=model.counters["person"],
+        shop_customer=model.counters["shop_customer"],
+        pos_customer=model.counters["pos_customer"],
+        social_profile=model.counters["social_profile"],
+    )
+    created_day = day + rng.uniform(0, 1, count)
+    existing = np.zeros(count, dtype=bool)
+    persons, draws = _persons(rng, created_day, existing, model.stores, start_us, ids)
+    tables, shop_email, followers = _identities(
+        rng, persons, model.stores, draws, start_us, ids, FOLLOWER_SHARE
+    )
+    model.persons = Persons(
+        **{
+            f.name: np.concatenate([getattr(model.persons, f.name), getattr(persons, f.name)])
+            for f in fields(Persons)
+        }
+    )
+    model.followers = np.concatenate([model.followers, followers])
+    if model.shop_email is not None:
+        model.shop_email = pa.concat_arrays([model.shop_email, shop_email])
+    model.counters.update(
+        person=ids.person + count,
+        shop_customer=ids.shop_customer + int(persons.has_web.sum()),
+        pos_customer=ids.pos_customer + int(persons.has_store.sum()),
+        social_profile=ids.social_profile + int(persons.has_social.sum()) + len(followers),
+    )
+    return list(tables.items())
