@@ -2,7 +2,8 @@
 
 Built once per world by `build`, vectorised over all persons. It returns the hidden `Model`
 and the first chunks of the tables that describe who and what exists (stores, products,
-persons, shop/POS customers, social profiles, marketplace listings, initial stock).
+persons, shop/POS customers, social profiles, marketplace listings, initial stock). After the
+generated window, `arrive` adds the persons who become known on each advanced day.
 
 Shape of the population (shares are of persons):
 - ~65% were already customers before the simulated window (created up to two years earlier,
