@@ -181,6 +181,10 @@ def up(cfg: settings_module.Settings, foreground: bool = False) -> dict[str, Any
     if not (cfg.world_dir / "world.json").exists():
         raise WorldNotFound(f"no world at {cfg.world_dir}: run `omni sandbox generate` first")
     cfg.sandbox_dir.mkdir(parents=True, exist_ok=True)
+    pid = _read_pid(cfg)
+    if pid is not None and _is_ours(pid):
+        _wait_healthy(cfg, lambda: _is_ours(pid), urls, log_path)
+        return {"status": "already running", "pid": pid, "urls": urls, "log": str(log_path)}
     if foreground:
         _pid_file(cfg).write_text(str(os.getpid()))
         try:
@@ -189,10 +193,6 @@ def up(cfg: settings_module.Settings, foreground: bool = False) -> dict[str, Any
         finally:
             _pid_file(cfg).unlink(missing_ok=True)
         return {"status": "stopped", "urls": urls}
-    pid = _read_pid(cfg)
-    if pid is not None and _is_ours(pid):
-        _wait_healthy(cfg, lambda: _is_ours(pid), urls, log_path)
-        return {"status": "already running", "pid": pid, "urls": urls, "log": str(log_path)}
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", MODULE, "--world", str(cfg.world_dir)],
