@@ -1,0 +1,19 @@
+{{ config(schema='activation', materialized='view') }}
+{#- Every contact the dispatch ledger recorded (source dispatch.contacts), or an empty set with
+    the same columns until dispatch has run once. The contract is in the model's YAML. -#}
+with
+
+source as (
+    {{ activation_relation_or_empty('dispatch', 'contacts', [
+        ['contact_id', dbt.type_string()],
+        ['campaign_id', dbt.type_string()],
+        ['customer_id', dbt.type_string()],
+        ['trigger_key', dbt.type_string()],
+        ['channel', dbt.type_string()],
+        ['status', dbt.type_string()],
+        ['contacted_at', 'timestamp'],
+        ['is_transactional', 'boolean'],
+    ]) }}
+)
+
+select * from source
