@@ -342,6 +342,32 @@ def failure_message(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def pass_message(summary: dict[str, Any]) -> str:
+    """The readable summary of a passed gate: what was checked, what went to quarantine."""
+    lines = [
+        f"Raw data quality gate passed: {summary['rows_checked']:,} new rows checked, "
+        f"{summary['quarantined_rows']:,} rows quarantined in quarantine.raw_rows"
+    ]
+    for report in summary["sources"].values():
+        for name, table in report["tables"].items():
+            parts = []
+            if table["bad_rows"]:
+                rules = ", ".join(
+                    f"{broken['rule']} on {broken['column']}: {broken['rows']:,}"
+                    for broken in table["broken_rules"]
+                )
+                parts.append(
+                    f"{table['bad_rows']:,} of {table['rows']:,} rows ({table['bad_share']:.1%}) "
+                    f"broke rules ({rules})"
+                )
+            if table["children_quarantined"]:
+                parts.append(f"{table['children_quarantined']:,} with a quarantined parent")
+            if parts:
+                lines.append(f"- {report['schema']}.{name}: {'; '.join(parts)}")
+    lines.append(f"Full summary: {summary['summary_path']}")
+    return "\n".join(lines)
+
+
 def _write_summary(quality_dir: Path, summary: dict[str, Any]) -> Path:
     quality_dir.mkdir(parents=True, exist_ok=True)
     stamp = summary["checked_at"].replace(":", "").replace("-", "").split(".")[0]
@@ -416,10 +442,5 @@ def check_raw(
     _write_summary(cfg.quality_dir, summary)
     if not summary["passed"]:
         raise QualityGateFailed(failure_message(summary), summary)
-    log.info(
-        "Raw quality gate passed: %s rows checked, %s quarantine rows (%s)",
-        summary["rows_checked"],
-        inserted,
-        summary["summary_path"],
-    )
+    log.info("%s", pass_message(summary))
     return summary

@@ -15,6 +15,7 @@ from rawdata import BAD_TIME
 
 from orchestration import settings
 from orchestration.quality import QualityGateFailed, check_raw
+from orchestration.quality.gate import pass_message
 from orchestration.settings import Settings
 
 
@@ -213,6 +214,13 @@ def test_few_bad_rows_under_tolerance_pass(tmp_path: Path) -> None:
     summary = check_raw(cfg, sources=("shop",))
     assert summary["passed"]
     assert summary["sources"]["shop"]["tables"]["orders"]["bad_rows"] == 1
+    lines = pass_message(summary).splitlines()
+    assert lines[0].endswith("2 rows quarantined in quarantine.raw_rows")
+    assert (
+        "- raw_shop.orders: 1 of 41 rows (2.4%) broke rules (unknown_enum on financial_status: 1)"
+        in lines
+    )
+    assert "- raw_shop.orders__line_items: 1 with a quarantined parent" in lines
 
 
 def test_table_level_failures(tmp_path: Path) -> None:
