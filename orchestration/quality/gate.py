@@ -338,6 +338,10 @@ def failure_message(summary: dict[str, Any]) -> str:
                         f"    {broken['rule']} on {broken['column']}: {broken['rows']:,} rows, "
                         f"e.g. {'; '.join(broken['examples'])}"
                     )
+    lines.append(
+        "The loads of a failed source stay unchecked: the next run validates them again "
+        "(bad rows stay in quarantine.raw_rows either way)."
+    )
     lines.append(f"Full summary: {summary['summary_path']}")
     return "\n".join(lines)
 
