@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import dlt
 import requests
@@ -55,6 +55,11 @@ DLT_PROCESS_ENV: dict[str, str] = {
     "PROVIDERS__ENABLE_AIRFLOW_SECRETS": "false",
     "RUNTIME__DLTHUB_TELEMETRY": "false",
 }
+
+
+# dlt's default for DuckDB is INSERT statements: minutes for 100k rows. Parquet files
+# (pyarrow) are copied in by DuckDB itself.
+LOADER_FILE_FORMAT: Literal["parquet"] = "parquet"
 
 
 class IngestError(RuntimeError):
@@ -140,7 +145,7 @@ def ingest(
         dlt_source.schema.remove_type_detection("iso_timestamp")
         pipeline = make_pipeline(source, cfg)
         try:
-            load_info = pipeline.run(dlt_source)
+            load_info = pipeline.run(dlt_source, loader_file_format=LOADER_FILE_FORMAT)
         except PipelineStepFailed as error:
             raise _explain(source, error, policy) from error
         finally:
