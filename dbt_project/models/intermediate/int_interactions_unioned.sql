@@ -50,6 +50,12 @@ order_interactions as (
         order_id,
         store_id,
         total_amount as amount,
+        -- Where the request stands, readable from any channel (seed 002).
+        case
+            when financial_status in ('refunded', 'partially_refunded') then financial_status
+            when channel = 'store' then 'completed'
+            else coalesce(shipment_status, 'pending')
+        end as status,
         cast(null as {{ dbt.type_string() }}) as sentiment,
         ordered_at as occurred_at,
         updated_at
@@ -65,6 +71,7 @@ checkout_interactions as (
         cast(null as {{ dbt.type_string() }}) as order_id,
         cast(null as {{ dbt.type_string() }}) as store_id,
         checkouts.total_amount as amount,
+        case when checkouts.completed_at is null then 'abandoned' else 'recovered' end as status,
         cast(null as {{ dbt.type_string() }}) as sentiment,
         checkouts.created_at as occurred_at,
         checkouts.updated_at
@@ -82,6 +89,7 @@ web_return_interactions as (
         orders.order_id,
         orders.store_id,
         web_refunds.refunded_amount as amount,
+        'refunded' as status,
         cast(null as {{ dbt.type_string() }}) as sentiment,
         coalesce(web_refunds.refunded_at, orders.updated_at) as occurred_at,
         orders.updated_at
@@ -99,6 +107,7 @@ store_return_interactions as (
         orders.order_id,
         orders.store_id,
         store_returns.refunded_amount as amount,
+        'refunded' as status,
         cast(null as {{ dbt.type_string() }}) as sentiment,
         store_returns.returned_at as occurred_at,
         orders.updated_at
@@ -116,6 +125,7 @@ social_interactions as (
         cast(null as {{ dbt.type_string() }}) as order_id,
         cast(null as {{ dbt.type_string() }}) as store_id,
         cast(null as decimal(18, 2)) as amount,
+        'received' as status,
         activities.sentiment,
         activities.created_at as occurred_at,
         activities.updated_at

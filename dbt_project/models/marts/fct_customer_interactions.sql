@@ -30,6 +30,7 @@ final as (
         order_id,
         store_id,
         amount,
+        status,
         sentiment,
         occurred_at,
         cast(occurred_at as date) as occurred_date,
