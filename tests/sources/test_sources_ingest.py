@@ -188,15 +188,18 @@ def test_second_run_fetches_only_what_changed(
         assert total_second < total_first * 0.75, (total_first, total_second)
 
 
-def test_wrong_token_fails_fast_with_a_clear_error(cfg: Settings, urls: dict[str, str]) -> None:
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_wrong_token_fails_fast_with_a_clear_error(
+    source: str, cfg: Settings, urls: dict[str, str]
+) -> None:
     started = time.monotonic()
     with pytest.raises(SourceAuthError) as raised:
-        ingest("shop", token="not-the-token")
+        ingest(source, token="not-the-token")
     message = str(raised.value)
-    assert "shop" in message and "401" in message
-    assert f"{urls['shop']}/admin/api/2024-07/" in message
+    assert message.startswith(f"{source}: ") and "HTTP 401" in message
+    assert f"at {urls[source]}/" in message
     assert "not-the-token" not in message
-    counted = stats(urls["shop"])
+    counted = stats(urls[source])
     assert set(counted["by_status"]) == {"401"}
     assert counted["total"] == 1, "a 401 must not be retried"
     assert time.monotonic() - started < 30
