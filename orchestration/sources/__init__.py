@@ -18,12 +18,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from orchestration.sources.catalog import SOURCES
+from orchestration.sources.errors import IngestError, SourceAuthError
 
 if TYPE_CHECKING:
     from orchestration.settings import Settings
     from orchestration.sources.http import HttpPolicy
 
-__all__ = ["SOURCES", "ingest"]
+__all__ = ["SOURCES", "IngestError", "SourceAuthError", "ingest"]
 
 
 def ingest(
@@ -37,8 +38,9 @@ def ingest(
     """Pull ``source`` ("shop", "pos" or "social") incrementally into ``raw_<source>``.
 
     ``base_url`` and ``token`` default to ``cfg`` (``settings.load()``): the sandbox
-    unless the environment says otherwise. Raises ``pipeline.SourceAuthError`` at once on
-    a 401/403 and ``pipeline.IngestError`` when the API still fails after the retries.
+    unless the environment says otherwise. Raises ``SourceAuthError`` at once on a 401/403
+    and ``IngestError`` when the API still fails after the retries (both name the source
+    and the URL).
     """
     from orchestration.sources import pipeline
     from orchestration.sources.http import DEFAULT_POLICY

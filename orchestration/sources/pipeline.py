@@ -28,6 +28,7 @@ from orchestration import settings as settings_module
 from orchestration.settings import Settings
 from orchestration.sources import pos, shop, social
 from orchestration.sources.catalog import SOURCES
+from orchestration.sources.errors import IngestError, SourceAuthError
 from orchestration.sources.http import DEFAULT_POLICY, HttpPolicy, make_session
 
 SourceBuilder = Callable[[str, str, requests.Session], DltSource]
@@ -60,14 +61,6 @@ DLT_PROCESS_ENV: dict[str, str] = {
 # dlt's default for DuckDB is INSERT statements: minutes for 100k rows. Parquet files
 # (pyarrow) are copied in by DuckDB itself.
 LOADER_FILE_FORMAT: Literal["parquet"] = "parquet"
-
-
-class IngestError(RuntimeError):
-    """An ingest run failed; the message names the source and what went wrong."""
-
-
-class SourceAuthError(IngestError):
-    """The API refused the credentials (401/403): fix the token, retrying will not help."""
 
 
 def _find(error: BaseException, kind: type[BaseException]) -> BaseException | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,9 +25,8 @@ from sources_probe import (
 )
 
 from orchestration.settings import Settings
-from orchestration.sources import SOURCES, ingest, pos, shop, social
+from orchestration.sources import SOURCES, IngestError, SourceAuthError, ingest, pos, shop, social
 from orchestration.sources.http import HttpPolicy
-from orchestration.sources.pipeline import IngestError, SourceAuthError
 
 # a paged path of each source and its page size, to check that paging happened
 # a paged path of each source, its table and page size, to check that paging happened. The
@@ -234,3 +235,19 @@ def test_slow_answers_time_out_with_a_clear_error(cfg: Settings, urls: dict[str,
     set_faults(urls["social"], latency_ms=20)
     result = ingest("social", policy=impatient)
     assert result["total_rows"] > 0
+
+
+def test_importing_the_package_loads_neither_dlt_nor_the_sources() -> None:
+    code = (
+        "import sys, orchestration.sources as s; "
+        "assert set(s.SOURCES) == {'shop', 'pos', 'social'}; "
+        "print(sorted(m for m in sys.modules if m == 'dlt' or m.startswith("
+        "('dlt.', 'orchestration.sources.pipeline', 'duckdb'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_an_unknown_source_is_refused(cfg: Settings) -> None:
+    with pytest.raises(ValueError, match="unknown source 'crm'"):
+        ingest("crm")
