@@ -1,4 +1,19 @@
-"""The sandbox services by name: add a new service here (one module, one line)."""
+"""The sandbox services by name: add a new service here (one module, one line).
+
+A new service (SendGrid, loyalty, store API) is a :class:`Service` subclass in its own module::
+
+    class LoyaltyService(Service):
+        name = "loyalty"                       # also its key in settings.SANDBOX_PORTS/TOKENS
+        resources = (Resource("loyalty_x", ("pos_customers",), "SELECT ... AS body ..."),)
+
+        def routes(self) -> list[Route]:       # auth, faults and stats come with the base
+            return [Route("POST", r"/v1/cashbacks", self._cashback)]
+
+        def is_authorized(self, request: Request) -> bool:
+            return request.headers.get("authorization") == f"Bearer {self.token}"
+
+and one line below; ``up``/``down``/``running`` then serve it on its configured port.
+"""
 
 from __future__ import annotations
 

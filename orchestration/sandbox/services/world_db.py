@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -94,11 +93,6 @@ class Row:
 
 class WorldNotFound(FileNotFoundError):
     """The world folder has no ``world.json``: generate it first."""
-
-
-def _part_number(path: str) -> int:
-    match = re.search(r"part-(\d+)", Path(path).name)
-    return int(match.group(1)) if match else 0
 
 
 class World:
