@@ -116,6 +116,8 @@ class World:
     def signature(self) -> str:
         """What the loaded state depends on: world.json and the part files' names and sizes."""
         manifest = self.world_dir / "world.json"
+        if not self._tables():
+            return ""  # services that serve no world tables (a mail or loyalty API) need none
         if not manifest.exists():
             raise WorldNotFound(
                 f"no world at {self.world_dir} (world.json missing): run `omni sandbox generate`"
@@ -140,7 +142,8 @@ class World:
                 for name in self.resources
             }
             id_types = {name: self._id_type(con, name) for name in self.resources}
-            meta = json.loads((self.world_dir / "world.json").read_text())
+            manifest = self.world_dir / "world.json"
+            meta = json.loads(manifest.read_text()) if manifest.exists() else {}
             with self._swap_lock:
                 old, self._con, self._signature = self._con, con, signature
                 self._id_types = id_types
