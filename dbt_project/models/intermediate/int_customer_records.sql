@@ -59,7 +59,8 @@ loyalty_records as (
         'loyalty' as source_system,
         loyalty_account_id as source_record_id,
         cast(null as {{ dbt.type_string() }}) as email_normalized,
-        -- The account's phone is its POS customer's: the account links through the POS id.
+        -- No name, so the phone alone links nothing (households share phones): the account
+        -- links to its owner through the POS customer id.
         {{ normalize_phone('phone') }} as phone_normalized,
         cast(null as {{ dbt.type_string() }}) as social_handle,
         pos_customer_id as pos_customer_ref,
