@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -98,9 +99,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     yield Built(world_dir, home / "warehouse.duckdb", target_dir, seconds)
 
 
-def query(
-    built: Built, sql: str, parameters: list[object] | None = None
-) -> list[tuple[object, ...]]:
+def query(built: Built, sql: str, parameters: list[object] | None = None) -> list[tuple[Any, ...]]:
     with duckdb.connect(str(built.warehouse), read_only=True) as con:
         return con.execute(sql, parameters or []).fetchall()
 
