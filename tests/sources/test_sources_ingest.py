@@ -251,3 +251,17 @@ def test_importing_the_package_loads_neither_dlt_nor_the_sources() -> None:
 def test_an_unknown_source_is_refused(cfg: Settings) -> None:
     with pytest.raises(ValueError, match="unknown source 'crm'"):
         ingest("crm")
+
+
+def test_a_failed_run_leaves_nothing_behind_and_the_next_one_loads_everything(
+    cfg: Settings, urls: dict[str, str], expected: dict[str, Counter[str]]
+) -> None:
+    # the first page passes, the next request within the second is refused and not retried
+    set_faults(urls["shop"], rate_limit_per_second=1)
+    no_retries = HttpPolicy(max_attempts=1)
+    with pytest.raises(IngestError, match=r"shop: HTTP 429 at http"):
+        ingest("shop", policy=no_retries)
+    assert stats(urls["shop"])["by_status"].get("200", 0) > 0, "fail after some pages, not before"
+    requests.delete(f"{urls['shop']}/_sandbox/faults", timeout=10).raise_for_status()
+    ingest("shop")
+    assert raw_counts(cfg, "raw_shop") == dict(expected["shop"])
