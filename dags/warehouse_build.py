@@ -5,9 +5,11 @@ Runs when all three raw assets (`raw_shop`, `raw_pos`, `raw_social`) have been u
 1. `check_raw`: Great Expectations suites on the newly loaded raw rows. Rows that break a
    row-level rule are quarantined (`quarantine.raw_rows`, with the rule); a suite that fails
    stops the build here with a readable summary in the task log.
-2. `dbt`: one task per dbt model (rendered by astronomer-cosmos; each task is `dbt build` of
-   that model: run plus its tests), staging -> intermediate -> marts.
-3. `publish`: logs rows per layer and publishes the `warehouse_marts` asset.
+2. `publish_campaigns`: the valid campaign files of `campaigns/` into `config.campaigns` (a
+   broken file is logged and left out; it cannot change another campaign's audience).
+3. `dbt`: one task per dbt model (rendered by astronomer-cosmos; each task is `dbt build` of
+   that model: run plus its tests), staging -> intermediate -> marts -> triggers -> activation.
+4. `publish`: logs rows per layer and publishes the `warehouse_marts` asset.
 
 Every task that writes the DuckDB file holds the one-slot `warehouse` pool.
 """
@@ -38,13 +40,19 @@ def warehouse_build() -> None:
 
         return run_checks()
 
+    @task(pool=warehouse.WAREHOUSE_POOL)
+    def publish_campaigns() -> dict[str, Any]:
+        from orchestration.campaigns.publish import publish_campaign_files
+
+        return publish_campaign_files(settings.load())
+
     dbt = DbtTaskGroup(group_id="dbt", **warehouse.cosmos_task_group_args(settings.load()))
 
     @task(outlets=[assets.WAREHOUSE])
     def publish() -> dict[str, Any]:
         return warehouse.layer_counts(settings.load())
 
-    check_raw() >> dbt >> publish()
+    check_raw() >> publish_campaigns() >> dbt >> publish()
 
 
 warehouse_build()

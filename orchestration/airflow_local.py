@@ -35,7 +35,7 @@ def environ(cfg: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__DAG_FILE_PROCESSOR_TIMEOUT": "180",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "AIRFLOW__COSMOS__ENABLE_CACHE": "False",
+        "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_LS": "False",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
     }

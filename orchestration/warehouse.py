@@ -19,7 +19,7 @@ WAREHOUSE_POOL = "warehouse"
 PROFILE_NAME = "omni"
 MANIFEST = Path("target") / "manifest.json"
 # What the dbt manifest depends on: any change here means `dbt parse` again.
-_PROJECT_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests", "seeds")
+_PROJECT_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests", "seeds", "docs")
 
 
 def dbt_env(cfg: Settings) -> dict[str, str]:
@@ -65,7 +65,13 @@ def dbt(cfg: Settings, *args: str) -> None:
 def cosmos_task_group_args(cfg: Settings) -> dict[str, Any]:
     """Arguments for ``cosmos.DbtTaskGroup``: one Airflow task per model (build = run + tests)."""
     from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+    from cosmos.constants import (
+        ExecutionMode,
+        InvocationMode,
+        LoadMode,
+        TestBehavior,
+        TestIndirectSelection,
+    )
 
     manifest = manifest_path(cfg)
     if not manifest.exists():
@@ -87,10 +93,15 @@ def cosmos_task_group_args(cfg: Settings) -> dict[str, Any]:
         "execution_config": ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,
             invocation_mode=InvocationMode.DBT_RUNNER,
+            # `dbt build --select <model>` runs only the tests of that model alone; a test on
+            # several models (relationships) is its own task, after all its models exist.
+            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
         ),
         "render_config": RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.BUILD,
+            # A test on two models (relationships) runs as its own task after both exist.
+            should_detach_multiple_parents_tests=True,
             emit_datasets=False,
         ),
         "operator_args": {"pool": WAREHOUSE_POOL, "install_deps": False},

@@ -169,3 +169,23 @@ def publish_configs(cfg: Settings, campaigns: Sequence[Campaign]) -> int:
 
 
 __all__ = ["COLUMNS", "COLUMN_NAMES", "campaign_row", "publish_configs"]
+
+
+def publish_campaign_files(cfg: Settings) -> dict[str, Any]:
+    """Validate every file of ``cfg.campaigns_dir`` and publish the valid ones.
+
+    A broken file is reported (logged, and returned under ``broken_files``) and left out; the
+    other campaigns are published as usual.
+    """
+    import logging
+
+    from orchestration.campaigns.loader import load_all
+
+    campaigns, errors = load_all(cfg.campaigns_dir)
+    for error in errors:
+        logging.getLogger(__name__).warning("campaign file left out: %s", error)
+    return {
+        "published": publish_configs(cfg, campaigns),
+        "campaigns": sorted(campaign.id for campaign in campaigns),
+        "broken_files": [str(error) for error in errors],
+    }
