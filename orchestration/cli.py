@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 
 from orchestration import settings as settings_module
 
@@ -63,6 +64,27 @@ def _quality(args: argparse.Namespace) -> int:
     except QualityGateFailed as failure:
         print(failure, file=sys.stderr)
         return 1
+    return 0
+
+
+def _campaigns_validate(args: argparse.Namespace) -> int:
+    from orchestration.campaigns import load_all
+    from orchestration.campaigns.loader import format_report
+
+    campaigns, errors = load_all(settings_module.load().campaigns_dir)
+    print(format_report(campaigns, errors), file=sys.stderr if errors else sys.stdout)
+    return 1 if errors else 0
+
+
+def _campaigns_preview(args: argparse.Namespace) -> int:
+    from orchestration.campaigns.preview import PreviewError, preview
+
+    try:
+        result = preview(settings_module.load(), args.campaign_id, args.customer, args.out)
+    except PreviewError as error:
+        print(f"preview failed: {error}", file=sys.stderr)
+        return 1
+    _print(result)
     return 0
 
 
@@ -123,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     quality = commands.add_parser("quality", help="run the quality gate on new raw rows")
     quality.set_defaults(handler=_quality)
+
+    campaigns = commands.add_parser("campaigns", help="marketers: check and preview campaigns")
+    campaign_commands = campaigns.add_subparsers(dest="campaigns_command", required=True)
+    validate = campaign_commands.add_parser("validate", help="check every campaign file")
+    validate.set_defaults(handler=_campaigns_validate)
+    preview = campaign_commands.add_parser(
+        "preview", help="render a campaign for a real customer, with audience and cost"
+    )
+    preview.add_argument("campaign_id")
+    preview.add_argument("--customer", help="customer_id (default: one from the audience)")
+    preview.add_argument("--out", type=Path, help="write email.html, email.txt, ... here")
+    preview.set_defaults(handler=_campaigns_preview)
 
     dbt = commands.add_parser("dbt", help="run dbt on the project, e.g. `omni dbt build`")
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
