@@ -128,8 +128,9 @@
 {%- endmacro %}
 
 {#-
-    Tunable thresholds of triggers and audiences. Each is a dbt var (set it in
-    dbt_project.yml or with --vars); the default here applies when the var is not set.
+    Tunable thresholds of triggers and audiences. Each is a dbt var, listed with its meaning in
+    dbt_project.yml (change it there or with --vars); the same default here keeps the models
+    working if a var is removed.
 -#}
 {% macro triggers_var(name) -%}
     {%- set defaults = {

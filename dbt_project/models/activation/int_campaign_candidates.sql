@@ -1,4 +1,3 @@
-{{ config(schema='activation', materialized='table') }}
 {#-
     One row per live campaign and customer with a qualifying trigger occurrence: the campaign
     is active and the as-of date is within its dates; the occurrence is of the campaign's

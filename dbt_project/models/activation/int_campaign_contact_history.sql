@@ -1,4 +1,4 @@
-{{ config(schema='activation', materialized='view') }}
+{{ config(materialized='view') }}
 {#- Every contact the dispatch ledger recorded (source dispatch.contacts), or an empty set with
     the same columns until dispatch has run once. The contract is in the model's YAML. -#}
 with

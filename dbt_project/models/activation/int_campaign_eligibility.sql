@@ -1,4 +1,3 @@
-{{ config(schema='activation', materialized='table') }}
 {#-
     One row per campaign candidate (live campaign x customer with a qualifying trigger
     occurrence) with the decision: `suppression_reason` is null for the audience, else the

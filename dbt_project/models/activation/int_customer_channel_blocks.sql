@@ -1,4 +1,4 @@
-{{ config(schema='activation', materialized='view') }}
+{{ config(materialized='view') }}
 {#-
     One row per customer and channel that cannot be used, with the reason: no email address or
     no email consent (dim_customers: shop/POS consent and unsubscribes), an email that bounced

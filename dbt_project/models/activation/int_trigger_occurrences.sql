@@ -1,4 +1,4 @@
-{{ config(schema='activation', materialized='view') }}
+{{ config(materialized='view') }}
 {#- Every trigger model in one shape: one row per trigger occurrence, with the measures the
     campaigns' trigger parameters narrow and the template payload (JSON text). -#}
 with

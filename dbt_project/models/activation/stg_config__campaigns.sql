@@ -1,4 +1,4 @@
-{{ config(schema='activation', materialized='view') }}
+{{ config(materialized='view') }}
 {#- The published campaign configs (orchestration.campaigns.publish), or none before the
     first publish. One row per valid campaign file. -#}
 with

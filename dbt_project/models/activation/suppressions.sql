@@ -1,4 +1,3 @@
-{{ config(schema='activation', materialized='table') }}
 {#-
     Why someone got nothing (or not on a channel): one row per campaign, customer and scope.
     scope `contact`: the customer gets nothing from the campaign in this run (channel `all`;

@@ -1,4 +1,3 @@
-{{ config(schema='activation', materialized='table') }}
 {#- One row per email contact to hand to dispatch (holdout rows included, flagged). -#}
 with
 

@@ -1,4 +1,3 @@
-{{ config(schema='activation', materialized='table') }}
 {#- One row per cashback credit to hand to dispatch (holdout rows included, flagged): the
     loyalty account, and the amount (cashback_amount) or percent and cap (cashback_percent). -#}
 with

@@ -1,4 +1,3 @@
-{{ config(schema='activation', materialized='table') }}
 {#- One row per in-store offer to hand to dispatch (store API + staff sheet; holdout rows
     included, flagged): the store, the customer as staff recognise them, the offer and, for
     abandoned carts, the cart items on this store's shelf. -#}

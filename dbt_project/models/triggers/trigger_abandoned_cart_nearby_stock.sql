@@ -1,4 +1,3 @@
-{{ config(schema='triggers', materialized='table') }}
 {#-
     One row per abandoned cart (not bought since, on any channel) whose every product is in
     stock, in the cart's quantity, in a store within var abandoned_cart_max_radius_km of the

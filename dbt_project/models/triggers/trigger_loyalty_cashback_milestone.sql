@@ -1,4 +1,3 @@
-{{ config(schema='triggers', materialized='table') }}
 {#-
     One row per customer and milestone crossed: cumulative net spend (or purchase count, web
     and store together) going from below a threshold to at or above it with one order. The

@@ -1,4 +1,3 @@
-{{ config(schema='triggers', materialized='table') }}
 {#-
     One row per web order delivered (shipping) or picked up in store (store_pickup) within the
     last var post_purchase_max_days_after_delivery days, not refunded, with what the follow-up

@@ -1,4 +1,3 @@
-{{ config(schema='triggers', materialized='table') }}
 {#-
     One row per customer in the experimentation stage (exactly one order, recent enough not to
     need recovery): the occurrence is the first order; `days_since_first_purchase` lets the

@@ -1,4 +1,3 @@
-{{ config(schema='triggers', materialized='table') }}
 {#-
     One row per customer in the recovery stage whose stage just before entering it was one of
     var win_back_previous_stages (default: retention, a regular customer whose frequency

@@ -1,4 +1,3 @@
-{{ config(schema='triggers', materialized='table') }}
 {#-
     The moment triggers and audiences are evaluated at (one row). `as_of_date` is the
     warehouse's date (dim_customers.as_of_date: var as_of_date or the latest activity date);

@@ -1,4 +1,3 @@
-{{ config(schema='triggers', materialized='table') }}
 {#- One row per product: how many distinct customers bought it (any channel) and its rank in
     its category. The source of "matching products" and "recommended products". -#}
 with
