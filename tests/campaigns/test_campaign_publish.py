@@ -83,3 +83,29 @@ def test_holdout_bucket_is_stable_and_uniform() -> None:
     # groups of two campaigns are independent: about p*q of customers in both holdouts
     both = sum(is_holdout("a", c, 50) and is_holdout("b", c, 50) for c in customers)
     assert abs(both / len(customers) - 0.25) < 0.015
+
+
+def test_value_bands_and_trigger_types_match_the_audience_models() -> None:
+    """The audience SQL writes exactly the value bands and trigger types campaigns may name."""
+    import yaml
+
+    from orchestration.campaigns import TRIGGER_TYPES
+    from orchestration.campaigns.preview import TRIGGER_MODELS
+    from orchestration.campaigns.vocabulary import VALUE_BANDS
+
+    models_yaml = settings.REPO_ROOT / "dbt_project" / "models" / "activation"
+    document = yaml.safe_load((models_yaml / "_activation__models.yml").read_text("utf-8"))
+
+    def accepted(model: str, column: str) -> list[str]:
+        entry = next(item for item in document["models"] if item["name"] == model)
+        col = next(item for item in entry["columns"] if item["name"] == column)
+        test = next(t for t in col["data_tests"] if isinstance(t, dict) and "accepted_values" in t)
+        return sorted(test["accepted_values"]["arguments"]["values"])
+
+    assert accepted("int_campaign_candidates", "value_band") == sorted(VALUE_BANDS)
+    assert accepted("stg_config__campaigns", "trigger_type") == sorted(TRIGGER_TYPES)
+    assert sorted(TRIGGER_MODELS) == sorted(TRIGGER_TYPES)
+    for model in TRIGGER_MODELS.values():
+        assert (
+            settings.REPO_ROOT / "dbt_project" / "models" / "triggers" / f"{model}.sql"
+        ).exists()
