@@ -168,9 +168,6 @@ def publish_configs(cfg: Settings, campaigns: Sequence[Campaign]) -> int:
     return len(rows)
 
 
-__all__ = ["COLUMNS", "COLUMN_NAMES", "campaign_row", "publish_configs"]
-
-
 def publish_campaign_files(cfg: Settings) -> dict[str, Any]:
     """Validate every file of ``cfg.campaigns_dir`` and publish the valid ones.
 
@@ -189,3 +186,6 @@ def publish_campaign_files(cfg: Settings) -> dict[str, Any]:
         "campaigns": sorted(campaign.id for campaign in campaigns),
         "broken_files": [str(error) for error in errors],
     }
+
+
+__all__ = ["COLUMNS", "COLUMN_NAMES", "campaign_row", "publish_campaign_files", "publish_configs"]
