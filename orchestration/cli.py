@@ -100,6 +100,9 @@ def _airflow(args: argparse.Namespace) -> int:
     from orchestration.sandbox import services
 
     cfg = settings_module.load()
+    if args.init_only:
+        airflow_local.init(cfg)
+        return 0
     services.up(cfg)
     try:
         return airflow_local.standalone(cfg)
@@ -163,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     dbt.set_defaults(handler=_dbt)
 
     airflow = commands.add_parser("airflow", help="serve the Airflow UI with the sandbox up")
+    airflow.add_argument(
+        "--init-only",
+        action="store_true",
+        help="only prepare the metadata DB, pool and connections (docker-compose uses this)",
+    )
     airflow.set_defaults(handler=_airflow)
 
     demo = commands.add_parser("demo", help="run the pipeline end to end on a generated world")

@@ -46,6 +46,8 @@ class Settings:
     base_urls: dict[str, str]
     tokens: dict[str, str] = field(repr=False)
     dbt_target: str
+    # Where `omni sandbox up` listens: loopback, except inside docker-compose's sandbox container.
+    sandbox_listen_host: str = SANDBOX_HOST
 
     @property
     def world_dir(self) -> Path:
@@ -80,7 +82,7 @@ class Settings:
 
     @property
     def campaigns_dir(self) -> Path:
-        return REPO_ROOT / "campaigns"
+        return Path(_env("OMNI_CAMPAIGNS_DIR", str(REPO_ROOT / "campaigns")))
 
 
 def load() -> Settings:
@@ -99,4 +101,5 @@ def load() -> Settings:
         base_urls=base_urls,
         tokens=tokens,
         dbt_target=_env("OMNI_DBT_TARGET", "duckdb"),
+        sandbox_listen_host=_env("OMNI_SANDBOX_LISTEN_HOST", SANDBOX_HOST),
     )

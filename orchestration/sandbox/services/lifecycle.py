@@ -105,7 +105,8 @@ def serve(cfg: settings_module.Settings, world_dir: Path | None = None) -> None:
     """Serve every local service on its configured port until SIGTERM / Ctrl-C."""
     urls = local_urls(cfg)
     services = build(world_dir or cfg.world_dir, urls, cfg.tokens)
-    servers = [SandboxServer((LISTEN_HOST, _port(urls[s.name])), s) for s in services]
+    host = cfg.sandbox_listen_host
+    servers = [SandboxServer((host, _port(urls[s.name])), s) for s in services]
     _start(servers)
     log.info("serving %s", {server.service.name: server.url for server in servers})
     stop = threading.Event()
