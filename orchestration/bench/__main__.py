@@ -1,7 +1,16 @@
-"""`python -m orchestration.bench` (`make bench`): the world-generation benchmark."""
+"""`python -m orchestration.bench` (`make bench`): every benchmark, one JSON line per result.
+
+1. World generation at 100,000 and 1,000,000 customers (seconds, rows, peak memory).
+2. The pipeline on a 100,000-customer world: ingest per source, quality gate, dbt build, for
+   the backfill and for one daily incremental run (seconds, rows per second, peak memory).
+"""
 
 import sys
 
-from orchestration.bench.generation import main
+from orchestration.bench import generation, pipeline
 
-sys.exit(main())
+print("# world generation", flush=True)
+generation.run((100_000, 1_000_000))
+print("# pipeline on 100,000 customers", flush=True)
+pipeline.run(100_000)
+sys.exit(0)

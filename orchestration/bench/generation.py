@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from orchestration.bench.measure import run_measured
 
 END_DATE = date(2026, 11, 22)
 
@@ -43,24 +42,17 @@ def run_one(customers: int, days: int = 90, seed: int = 42) -> dict[str, Any]:
             "--customers", str(customers), "--days", str(days), "--seed", str(seed),
             "--world-dir", str(Path(tmp) / "world"),
         ]  # fmt: skip
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        assert process.stdout is not None
-        output = process.stdout.read()
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
-            raise RuntimeError(f"generation of {customers} customers failed ({status})")
-        result = json.loads(output)
+        measured = run_measured(command)
+        result = json.loads(measured.stdout)
     rows = result.pop("rows")
     return {
         "customers": customers,
         "days": days,
         **result,
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "wall_seconds": measured.seconds,
         "total_rows": sum(rows.values()),
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),  # less sensitive to load
-        "peak_mib": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "cpu_seconds": measured.cpu_seconds,  # less sensitive to load
+        "peak_mib": measured.peak_mib,
         "rows": rows,
     }
 
