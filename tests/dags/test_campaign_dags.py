@@ -1,0 +1,252 @@
+"""The campaign DAGs: one ``campaign_<id>`` per valid campaign file, and a broken file is one
+import error (of ``campaign_files_check.py``) that breaks no other DAG.
+
+Each DagBag parses the whole ``dags/`` folder with databases, connections and the network
+refused (as the integrity test does); the campaigns folder is switched with
+``OMNI_CAMPAIGNS_DIR``. The short-circuit is exercised by running ``check_status``'s callable
+with a run context, on campaign files changed to draft, paused or out of their dates.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestration import assets, settings, warehouse
+from orchestration.campaign_dags import reason_to_skip
+from orchestration.campaigns import load_all, load_campaign
+
+SHIPPED = settings.REPO_ROOT / "campaigns"
+SOURCE = "abandoned_cart_nearby_store"
+BROKEN = "broken_campaign"
+
+
+def _forbid(what: str) -> Any:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{what} while parsing DAG files")
+
+    return refuse
+
+
+def parse_dags(campaigns_dir: Path | None = None) -> Any:
+    """A DagBag of ``dags/`` (campaigns from ``campaigns_dir`` when given), with every way out
+    of the process refused."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    with pytest.MonkeyPatch.context() as patch:
+        if campaigns_dir is not None:
+            patch.setenv("OMNI_CAMPAIGNS_DIR", str(campaigns_dir))
+        cfg = settings.load()
+        warehouse.ensure_manifest(cfg)
+        import duckdb
+        import sqlalchemy.engine.base
+        from airflow.sdk import BaseHook, Variable
+
+        patch.setattr(duckdb, "connect", _forbid("duckdb.connect"))
+        patch.setattr(sqlalchemy.engine.base.Connection, "__init__", _forbid("a SQL connection"))
+        patch.setattr(BaseHook, "get_connection", _forbid("an Airflow connection lookup"))
+        patch.setattr(Variable, "get", _forbid("an Airflow Variable lookup"))
+        patch.setattr(socket.socket, "connect", _forbid("a network connection"))
+        return DagBag(dag_folder=str(cfg.dags_dir))
+
+
+def copy_campaigns(directory: Path) -> Path:
+    """The shipped campaign files and templates in ``directory``."""
+    shutil.copytree(SHIPPED / "templates", directory / "templates")
+    for path in SHIPPED.glob("*.yml"):
+        shutil.copy(path, directory / path.name)
+    return directory
+
+
+def write_variant(directory: Path, new_id: str, **fields: str) -> Path:
+    """A copy of the headline campaign under ``new_id`` with top-level ``fields`` replaced
+    (each must exist, so a test cannot pass because its change was never made)."""
+    text = (SHIPPED / f"{SOURCE}.yml").read_text(encoding="utf-8")
+    text = text.replace(f"id: {SOURCE}\n", f"id: {new_id}\n", 1)
+    text = text.replace("\n  id: ", f"\n  id: {new_id}_", 1)  # offer ids are unique too
+    for name, value in fields.items():
+        text, found = re.subn(rf"(?m)^{name}: .*$", f"{name}: {value}", text, count=1)
+        assert found == 1, name
+    path = directory / f"{new_id}.yml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def line_of(path: Path, marker: str) -> int:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.startswith(marker):
+            return number
+    raise AssertionError(f"{marker!r} not in {path}")
+
+
+@pytest.fixture(scope="module")
+def shipped_bag() -> Any:
+    return parse_dags()
+
+
+@pytest.fixture(scope="module")
+def shipped_campaigns() -> list[Any]:
+    campaigns, errors = load_all(SHIPPED)
+    assert not errors and campaigns
+    return campaigns
+
+
+# --- the shipped campaigns ------------------------------------------------------------------
+
+
+def test_one_dag_per_shipped_campaign(shipped_bag: Any, shipped_campaigns: list[Any]) -> None:
+    assert shipped_bag.import_errors == {}
+    generated = {dag_id for dag_id in shipped_bag.dag_ids if dag_id.startswith("campaign_")}
+    assert generated == {f"campaign_{campaign.id}" for campaign in shipped_campaigns}
+    assert {"warehouse_build", "ingest_shop"} <= set(shipped_bag.dag_ids)
+
+
+def test_campaign_dags_are_wired_and_tagged(shipped_bag: Any, shipped_campaigns: list[Any]) -> None:
+    for campaign in shipped_campaigns:
+        dag = shipped_bag.dags[f"campaign_{campaign.id}"]
+        assert set(dag.tags) == {"campaign", campaign.trigger.type, *campaign.enabled_channels}
+        assert set(dag.timetable.asset_condition.objects) == {assets.WAREHOUSE}
+        assert not dag.catchup
+        assert dag.is_paused_upon_creation is (campaign.status != "active")
+        assert dag.params["dry_run"] is False
+        assert dag.params.get_param("dry_run").schema["type"] == "boolean"
+        tasks = {task.task_id: task for task in dag.tasks}
+        assert set(tasks) == {"check_status", "check_audience", "hand_to_dispatch"}
+        assert tasks["check_status"].downstream_task_ids == {"check_audience"}
+        assert tasks["check_audience"].downstream_task_ids == {"hand_to_dispatch"}
+        for task in tasks.values():
+            assert task.owner == "data-platform" and task.retries >= 1
+            assert task.pool != warehouse.WAREHOUSE_POOL  # reads the warehouse read-only
+
+
+def test_campaign_doc_shows_owner_offer_and_channels(
+    shipped_bag: Any, shipped_campaigns: list[Any]
+) -> None:
+    for campaign in shipped_campaigns:
+        doc = shipped_bag.dags[f"campaign_{campaign.id}"].doc_md
+        assert campaign.name in doc and campaign.owner in doc
+        assert campaign.offer.id in doc and campaign.offer.kind in doc
+        assert f"{campaign.offer.budget_cap_eur:,.2f} EUR" in doc
+        assert ", ".join(campaign.enabled_channels) in doc
+        assert f"{campaign.holdout_percent:g} %" in doc
+        assert f"{campaign.start_date} to {campaign.end_date}" in doc
+
+
+# --- a broken file --------------------------------------------------------------------------
+
+
+def test_a_broken_file_is_one_import_error_and_breaks_nothing_else(
+    tmp_path: Path, shipped_campaigns: list[Any]
+) -> None:
+    directory = copy_campaigns(tmp_path / "campaigns")
+    broken = write_variant(directory, BROKEN, holdout_percent="80")
+    bag = parse_dags(directory)
+
+    assert len(bag.import_errors) == 1
+    ((failed_file, message),) = bag.import_errors.items()
+    assert Path(failed_file).name == "campaign_files_check.py"
+    line = line_of(broken, "holdout_percent:")
+    assert f"{broken.name}:{line}: holdout_percent:" in message
+    assert "allowed" in message and "<= 50" in message
+    generated = {dag_id for dag_id in bag.dag_ids if dag_id.startswith("campaign_")}
+    assert generated == {f"campaign_{campaign.id}" for campaign in shipped_campaigns}
+    assert f"campaign_{BROKEN}" not in bag.dag_ids
+    assert {"warehouse_build", "ingest_shop", "ingest_pos", "ingest_social"} <= set(bag.dag_ids)
+
+
+def test_every_broken_file_is_listed_in_the_one_error(tmp_path: Path) -> None:
+    directory = copy_campaigns(tmp_path / "campaigns")
+    write_variant(directory, BROKEN, status="live")
+    (directory / "not_yaml.yml").write_text("id: not_yaml\nname: [unclosed\n", encoding="utf-8")
+    bag = parse_dags(directory)
+    assert len(bag.import_errors) == 1
+    message = next(iter(bag.import_errors.values()))
+    assert "2 broken campaign file(s)" in message
+    assert f"{BROKEN}.yml" in message and "'live' is not one of the allowed values" in message
+    assert re.search(r"not_yaml\.yml:\d+: YAML syntax error", message)
+
+
+def test_a_draft_or_paused_campaign_dag_starts_paused(tmp_path: Path) -> None:
+    directory = copy_campaigns(tmp_path / "campaigns")
+    write_variant(directory, "draft_one", status="draft")
+    write_variant(directory, "paused_one", status="paused")
+    bag = parse_dags(directory)
+    assert bag.import_errors == {}
+    assert bag.dags["campaign_draft_one"].is_paused_upon_creation is True
+    assert bag.dags["campaign_paused_one"].is_paused_upon_creation is True
+    assert bag.dags[f"campaign_{SOURCE}"].is_paused_upon_creation is False
+
+
+# --- the short-circuit ----------------------------------------------------------------------
+
+
+class _Run:
+    def __init__(self, run_after: datetime) -> None:
+        self.run_after = run_after
+
+
+@pytest.fixture
+def run_check_status(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Run ``check_status`` of a campaign DAG for a run on a given date."""
+    import airflow.sdk
+
+    def run(dag: Any, on: date) -> bool:
+        when = datetime(on.year, on.month, on.day, 9, tzinfo=UTC)
+        monkeypatch.setattr(
+            airflow.sdk, "get_current_context", lambda: {"dag_run": _Run(when), "params": {}}
+        )
+        return bool(dag.get_task("check_status").python_callable())
+
+    yield run
+
+
+def test_check_status_lets_an_active_campaign_through_and_skips_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_check_status: Any
+) -> None:
+    directory = copy_campaigns(tmp_path / "campaigns")
+    for name, status in (("draft_one", "draft"), ("paused_one", "paused"), ("live_one", "active")):
+        write_variant(directory, name, status=status)
+    bag = parse_dags(directory)
+    monkeypatch.setenv("OMNI_CAMPAIGNS_DIR", str(directory))
+    live = load_campaign(directory / "live_one.yml")
+    inside = live.start_date
+    assert run_check_status(bag.dags["campaign_live_one"], inside) is True
+    assert run_check_status(bag.dags["campaign_draft_one"], inside) is False
+    assert run_check_status(bag.dags["campaign_paused_one"], inside) is False
+    assert run_check_status(bag.dags["campaign_live_one"], date(2026, 1, 1)) is False  # before
+    after = date(live.end_date.year + 1, 1, 1)
+    assert run_check_status(bag.dags["campaign_live_one"], after) is False
+
+
+def test_check_status_reads_the_file_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_check_status: Any
+) -> None:
+    """A campaign paused (or broken) after the DAG was parsed sends nothing."""
+    directory = copy_campaigns(tmp_path / "campaigns")
+    path = write_variant(directory, "live_one", status="active")
+    bag = parse_dags(directory)
+    monkeypatch.setenv("OMNI_CAMPAIGNS_DIR", str(directory))
+    on = load_campaign(path).start_date
+    dag = bag.dags["campaign_live_one"]
+    assert run_check_status(dag, on) is True
+    write_variant(directory, "live_one", status="paused")
+    assert run_check_status(dag, on) is False
+    write_variant(directory, "live_one", holdout_percent="80")
+    assert run_check_status(dag, on) is False
+
+
+def test_reason_to_skip_says_why() -> None:
+    campaign = load_campaign(SHIPPED / f"{SOURCE}.yml")
+    assert reason_to_skip(campaign, campaign.start_date) is None
+    assert "starts on" in str(reason_to_skip(campaign, date(2020, 1, 1)))
+    assert "ended on" in str(reason_to_skip(campaign, date(2100, 1, 1)))
+    paused = campaign.model_copy(update={"status": "paused"})
+    assert "status is paused" in str(reason_to_skip(paused, campaign.start_date))
+    assert "missing or invalid" in str(reason_to_skip(None, campaign.start_date))
