@@ -239,6 +239,39 @@ def _store(con: Any, store_id: str | None, distance_km: float | None) -> dict[st
     return store
 
 
+def contact_context(
+    con: Any, campaign: Campaign, customer_id: str, row: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``(customer, extra)`` pair :func:`render_contact` needs for one audience row.
+
+    ``con`` is an open (read-only) warehouse connection; ``row`` is a row of a ``sync_*``
+    audience, of ``activation.int_campaign_eligibility`` or of a trigger model (it needs
+    ``payload_json``, and uses ``store_id`` and ``distance_km`` when present). The customer
+    comes from ``marts.dim_customers``; the store is the row's store, else the customer's
+    nearest. Dispatch renders with exactly what the preview shows.
+    """
+    customers = _rows(
+        con,
+        "select customer_id, first_name, last_name, email, city, nearest_store_id, "
+        "nearest_store_distance_km from marts.dim_customers where customer_id = ?",
+        [customer_id],
+    )
+    if not customers:
+        raise PreviewError(f"no customer {customer_id!r} in marts.dim_customers")
+    record = customers[0]
+    payload = json.loads(row.get("payload_json") or "{}")
+    store_id = row.get("store_id") or record["nearest_store_id"]
+    distance = row.get("distance_km")
+    if distance is None and store_id == record["nearest_store_id"]:
+        distance = record["nearest_store_distance_km"]
+    store = _store(con, store_id, distance)
+    customer = {
+        key: record[key] for key in ("customer_id", "first_name", "last_name", "email", "city")
+    }
+    customer["first_name"] = customer["first_name"] or ""
+    return customer, trigger_extra(campaign, payload, store)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, date | datetime):
         return value.isoformat()
@@ -279,36 +312,18 @@ def preview(
         chosen = customer_id or decision.get("customer_id")
         if chosen is None:
             raise PreviewError(f"campaign {campaign_id!r} has no candidate in the warehouse")
-        customers = _rows(
-            con,
-            "select customer_id, first_name, last_name, email, city, nearest_store_id, "
-            "nearest_store_distance_km from marts.dim_customers where customer_id = ?",
-            [chosen],
-        )
-        if not customers:
-            raise PreviewError(f"no customer {chosen!r} in marts.dim_customers")
-        record = customers[0]
         trigger = decision or _trigger_row(con, campaign, chosen)
         payload_source = "trigger" if trigger.get("payload_json") else "example"
-        if payload_source == "trigger":
-            payload = json.loads(trigger["payload_json"])
-        else:
-            payload = example_context(campaign.trigger.type)[1]
-        store_id = trigger.get("store_id") or record["nearest_store_id"]
-        distance = trigger.get("distance_km")
-        if distance is None and store_id == record["nearest_store_id"]:
-            distance = record["nearest_store_distance_km"]
-        store = _store(con, store_id, distance)
+        if payload_source == "example":
+            trigger = {
+                **trigger,
+                "payload_json": json.dumps(example_context(campaign.trigger.type)[1]),
+            }
+        customer, extra = contact_context(con, campaign, chosen, trigger)
         stats = _campaign_stats(con, campaign_id)
-    customer = {
-        key: record[key] for key in ("customer_id", "first_name", "last_name", "email", "city")
-    }
-    customer["first_name"] = customer["first_name"] or ""
     send_at = decision.get("scheduled_send_at")
     send_date = send_at.date() if isinstance(send_at, datetime) else date.today()
-    contact = render_contact(
-        campaign, customer, trigger_extra(campaign, payload, store), today=send_date
-    )
+    contact = render_contact(campaign, customer, extra, today=send_date)
     result: dict[str, Any] = {
         "campaign_id": campaign_id,
         "customer_id": chosen,
@@ -347,6 +362,7 @@ def preview(
 
 __all__ = [
     "PreviewError",
+    "contact_context",
     "audience_counts",
     "holdout_bucket",
     "is_holdout",
