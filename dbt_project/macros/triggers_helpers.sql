@@ -106,19 +106,26 @@
 
 {#-
     A relation that may not exist yet (config.campaigns before the first publish, the dispatch
-    ledger before the first send): select `columns` ([name, type] pairs) from it, or an empty
-    set with the same columns, so the project builds on any warehouse.
+    ledger before the first send): select `columns` ([name, type] pairs) from it, null for a
+    column it lacks (an optional column of a contract), or an empty set with the same columns
+    when it does not exist, so the project builds on any warehouse.
 -#}
 {% macro activation_relation_or_empty(source_name, table_name, columns) -%}
     {%- set relation = source(source_name, table_name) -%}
     {%- set existing = none -%}
+    {%- set present = [] -%}
     {%- if execute -%}
         {%- set existing = adapter.get_relation(
             database=relation.database, schema=relation.schema, identifier=relation.identifier) -%}
+        {%- if existing is not none -%}
+            {%- for column in adapter.get_columns_in_relation(existing) -%}
+                {%- do present.append(column.name | lower) -%}
+            {%- endfor -%}
+        {%- endif -%}
     {%- endif -%}
     select
         {%- for name, data_type in columns %}
-        cast({{ 'existing_rows.' ~ name if existing is not none else 'null' }} as {{ data_type }}) as {{ name }}{{ "," if not loop.last }}
+        cast({{ 'existing_rows.' ~ name if name in present else 'null' }} as {{ data_type }}) as {{ name }}{{ "," if not loop.last }}
         {%- endfor %}
     {%- if existing is not none %}
     from {{ relation }} as existing_rows

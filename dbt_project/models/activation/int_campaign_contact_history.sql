@@ -1,6 +1,7 @@
 {{ config(materialized='view') }}
 {#- Every contact the dispatch ledger recorded (source dispatch.contacts), or an empty set with
-    the same columns until dispatch has run once. The contract is in the model's YAML. -#}
+    the same columns until dispatch has run once (a missing optional column reads as null).
+    The contract is in the model's YAML. -#}
 with
 
 source as (
@@ -13,6 +14,7 @@ source as (
         ['status', dbt.type_string()],
         ['contacted_at', 'timestamp'],
         ['is_transactional', 'boolean'],
+        ['estimated_cost_eur', 'double precision'],
     ]) }}
 )
 

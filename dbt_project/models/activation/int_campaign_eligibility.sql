@@ -13,7 +13,8 @@
                                counted; frequency_cap_override replaces N for the campaign)
       lower_priority_campaign  a campaign of higher priority (tie: campaign id) wants the
                                customer in this run (transactional campaigns do not compete)
-      budget_cap               the campaign's estimated cost would pass its budget cap
+      budget_cap               the campaign's estimated cost (this run's, in arrival order,
+                               plus what the ledger says it already spent) would pass its cap
     Channels: the lead message channel is the customer's preferred one among email and
     in-store (store preference -> in_store, otherwise email); the in-store staff card is also
     sent when the offer is valid in stores only; loyalty cashback whenever the customer has a
@@ -53,6 +54,21 @@ campaign_history as (
         on candidates.campaign_id = history.campaign_id
         and candidates.customer_id = history.customer_id
     group by candidates.campaign_id, candidates.customer_id
+),
+
+-- What each campaign already spent: the offer cost of every earlier treated decision (one per
+-- campaign, customer and trigger occurrence, whatever the channels), from the ledger.
+campaign_spend as (
+    select campaign_id, sum(decision_cost_eur) as spent_eur
+    from (
+        select
+            campaign_id, customer_id, trigger_key,
+            max(coalesce(estimated_cost_eur, 0)) as decision_cost_eur
+        from history
+        where status is null or status <> 'holdout'
+        group by campaign_id, customer_id, trigger_key
+    ) as decisions
+    group by campaign_id
 ),
 
 recent_contacts as (
@@ -209,11 +225,14 @@ decided as (
         case
             when budgeted.rule_reason is not null then budgeted.rule_reason
             when coalesce(budgeted.priority_rank, 1) > 1 then 'lower_priority_campaign'
-            when budgeted.cumulative_cost_eur > budgeted.budget_cap_eur then 'budget_cap'
+            when budgeted.cumulative_cost_eur + coalesce(campaign_spend.spent_eur, 0)
+                > budgeted.budget_cap_eur then 'budget_cap'
         end as suppression_reason,
         {{ triggers_utc_to_local('clock.as_of_at', 'budgeted.timezone') }} as local_now
     from budgeted
     cross join clock
+    left join campaign_spend
+        on budgeted.campaign_id = campaign_spend.campaign_id
 ),
 
 scheduled as (
