@@ -1,8 +1,8 @@
 """``omni demo``: the whole pipeline end to end on the embedded default.
 
-Generates a retail world, starts the sandbox services, runs the ingest DAGs and
-``warehouse_build`` through Airflow itself, prints what the warehouse now knows, and stops the
-sandbox again.
+Generates a retail world, starts the sandbox services, runs the ingest DAGs,
+``warehouse_build`` and every active campaign's DAG through Airflow itself, prints what the
+warehouse now knows and what each campaign's audience is, and stops the sandbox again.
 """
 
 from __future__ import annotations
@@ -31,13 +31,30 @@ def run(cfg: Settings, customers: int, days: int, seed: int) -> dict[str, Any]:
     try:
         for dag_id in PIPELINE:
             airflow_local.run_dag(cfg, dag_id)
+        for dag_id in campaign_dag_ids(cfg):
+            airflow_local.run_dag(cfg, dag_id)
     finally:
         services.down(cfg)
     summary = warehouse.demo_summary(cfg)
+    summary["campaigns"] = audience_counts(cfg)
     summary["seconds"] = round(time.monotonic() - started, 1)
     print("4/4 done\n")
     print(format_summary(summary))
     return summary
+
+
+def campaign_dag_ids(cfg: Settings) -> list[str]:
+    """``campaign_<id>`` for every valid campaign file that is active."""
+    from orchestration.campaigns import load_all
+
+    campaigns, _ = load_all(cfg.campaigns_dir)
+    return [f"campaign_{c.id}" for c in campaigns if c.status == "active"]
+
+
+def audience_counts(cfg: Settings) -> dict[str, dict[str, Any]]:
+    from orchestration.campaigns.preview import audience_counts as counts
+
+    return counts(cfg)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -56,5 +73,18 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{merged['customers']:,} customers ({merged['merged']:,} merged)"
     )
     lines.append(f"Quarantined raw rows: {summary['quarantined_rows']:,}")
+    lines.append("Campaign audiences (treated / holdout / suppressed by reason; cost):")
+    for campaign_id, stats in summary["campaigns"].items():
+        lines.append(f"  {campaign_id}: {_audience_line(stats)}")
+    lines.append("Preview a campaign: omni campaigns preview <campaign_id> --out <dir>")
     lines.append(f"Total time: {summary['seconds']} s")
     return "\n".join(lines)
+
+
+def _audience_line(stats: dict[str, Any]) -> str:
+    reasons = stats["suppressions_by_reason"]
+    suppressed = ", ".join(f"{reason} {count:,}" for reason, count in reasons.items())
+    return (
+        f"{stats['treatment_size']:,} / {stats['holdout_size']:,} / {suppressed or 'none'}"
+        f"; cost {stats['estimated_cost_eur']:,.2f} EUR of {stats['budget_cap_eur']} budget"
+    )

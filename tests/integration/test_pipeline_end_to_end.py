@@ -1,7 +1,8 @@
 """One end-to-end run of the DAG chain through Airflow itself, on a small generated world.
 
-ingest_shop, ingest_pos, ingest_social and warehouse_build run with `airflow dags test`
-(a real SQLite metadata DB, real tasks, real dlt/GX/dbt) against in-process sandbox services.
+ingest_shop, ingest_pos, ingest_social, warehouse_build and every active campaign DAG run with
+`airflow dags test` (a real SQLite metadata DB, real tasks, real dlt/GX/dbt) against in-process
+sandbox services.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import duckdb
 import pytest
 
 from orchestration import airflow_local, settings
-from orchestration.demo import PIPELINE
+from orchestration.demo import PIPELINE, campaign_dag_ids
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 patch.setenv(f"OMNI_{name.upper()}_URL", url)
             cfg = settings.load()
             airflow_local.init(cfg)
-            for dag_id in PIPELINE:
+            for dag_id in [*PIPELINE, *campaign_dag_ids(cfg)]:
                 airflow_local.run_dag(cfg, dag_id)
         yield home
 
@@ -47,6 +48,8 @@ def test_every_layer_is_filled(pipeline_home: Path) -> None:
             "marts.dim_customers",
             "marts.fct_orders",
             "marts.fct_customer_interactions",
+            "config.campaigns",
+            "activation.int_campaign_eligibility",
         ):
             row = con.execute(f"select count(*) from {table}").fetchone()
             assert row is not None and row[0] > 0, table
@@ -54,15 +57,25 @@ def test_every_layer_is_filled(pipeline_home: Path) -> None:
 
 def test_the_runs_succeeded_and_the_warehouse_asset_was_published(pipeline_home: Path) -> None:
     metadata = pipeline_home / "airflow" / "airflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMNI_HOME", str(pipeline_home))
+        dag_ids = [*PIPELINE, *campaign_dag_ids(settings.load())]
     with sqlite3.connect(metadata) as con:
-        states = dict(
-            con.execute(
-                "select dag_id, state from dag_run where dag_id in (?, ?, ?, ?)", PIPELINE
-            ).fetchall()
-        )
+        states = dict(con.execute("select dag_id, state from dag_run").fetchall())
         events = con.execute(
             "select count(*) from asset_event join asset on asset.id = asset_event.asset_id "
             "where asset.name = 'warehouse_marts'"
         ).fetchone()
-    assert states == dict.fromkeys(PIPELINE, "success")
+    assert states == dict.fromkeys(dag_ids, "success")
     assert events is not None and events[0] >= 1
+
+
+def test_active_campaigns_handed_their_audience_to_dispatch(pipeline_home: Path) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMNI_HOME", str(pipeline_home))
+        campaign_ids = [
+            dag_id.removeprefix("campaign_") for dag_id in campaign_dag_ids(settings.load())
+        ]
+    assert campaign_ids
+    for campaign_id in campaign_ids:
+        assert list((pipeline_home / "outbox" / campaign_id).glob("*.parquet")), campaign_id
