@@ -14,7 +14,8 @@ staff can recognise the customer by). Four rules, each a GX expectation:
 - ``duplicates``: no two contacts with the same (campaign, customer, trigger_key, channel);
 - ``holdout_share``: the share of held-out decisions (one decision per customer and trigger
   occurrence) is within a binomial tolerance of ``holdout_percent`` (``HOLDOUT_Z`` standard
-  deviations); skipped below ``MIN_HOLDOUT_SAMPLE`` decisions, where chance alone moves it;
+  deviations); skipped below ``MIN_HOLDOUT_SAMPLE`` decisions, where chance alone moves it
+  (except with no holdout configured: then nobody may be held out);
 - ``budget``: the estimated cost of the treated (non-holdout) decisions is at most the offer's
   ``budget_cap_eur``.
 
@@ -330,7 +331,8 @@ def _run_checks(campaign: Campaign, contacts: pd.DataFrame) -> list[CheckResult]
         )
     ]
     tolerance = holdout_tolerance(campaign.holdout_percent, count)
-    check_holdout = count >= MIN_HOLDOUT_SAMPLE
+    # No holdout configured: any held-out decision is wrong, whatever the audience size.
+    check_holdout = count >= MIN_HOLDOUT_SAMPLE or expected == 0
     if check_holdout:
         decision_expectations.append(
             expect.ExpectColumnMeanToBeBetween(

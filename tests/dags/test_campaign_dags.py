@@ -250,3 +250,96 @@ def test_reason_to_skip_says_why() -> None:
     paused = campaign.model_copy(update={"status": "paused"})
     assert "status is paused" in str(reason_to_skip(paused, campaign.start_date))
     assert "missing or invalid" in str(reason_to_skip(None, campaign.start_date))
+
+
+# --- a real Airflow run ---------------------------------------------------------------------
+
+
+def _tiny_warehouse(path: Path, campaign_id: str) -> None:
+    """Twenty customers with consent and their email contacts (one held out), so the checks
+    pass (the holdout share is not checked on so few)."""
+    import duckdb
+
+    customers = [f"C{number:03d}" for number in range(20)]
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("create schema marts")
+        con.execute("create schema activation")
+        con.execute(
+            "create table marts.dim_customers (customer_id varchar, email varchar, "
+            "phone varchar, has_email_consent boolean, is_loyalty_member boolean, "
+            "loyalty_account_id varchar)"
+        )
+        con.executemany(
+            "insert into marts.dim_customers values (?, ?, null, true, false, null)",
+            [[customer, f"{customer}@example.com"] for customer in customers],
+        )
+        columns = (
+            "contact_id varchar, campaign_id varchar, customer_id varchar, trigger_key varchar, "
+            "channel varchar, estimated_cost_eur double, is_holdout boolean"
+        )
+        for table in ("sync_email_audience", "sync_loyalty_cashback_audience"):
+            con.execute(f"create table activation.{table} ({columns})")
+        con.execute(
+            f"create table activation.sync_store_offers_audience ({columns}, store_id varchar)"
+        )
+        con.executemany(
+            "insert into activation.sync_email_audience values (?, ?, ?, ?, 'email', 2.5, ?)",
+            [
+                [f"{customer}:email", campaign_id, customer, f"t-{customer}", index == 0]
+                for index, customer in enumerate(customers)
+            ],
+        )
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_dag_test_runs_an_active_campaign_and_skips_a_paused_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dag.test()`` through the real task runner: check_status -> check_audience (GX) ->
+    hand_to_dispatch writes the outbox file; a paused campaign skips both tasks after it."""
+    import os
+    import subprocess
+    import sys
+
+    # dag.test() syncs the DAG through the dags-folder bundle: point it at dags/
+    import airflow.settings
+
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(settings.load().dags_dir))
+    monkeypatch.setattr(airflow.settings, "DAGS_FOLDER", str(settings.load().dags_dir))
+    migrate = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    directory = copy_campaigns(tmp_path / "campaigns")
+    write_variant(directory, "live_one", status="active", start_date="2020-01-01")
+    write_variant(directory, "paused_one", status="paused")
+    home = tmp_path / "omni"
+    home.mkdir()
+    _tiny_warehouse(home / "warehouse.duckdb", "live_one")
+    bag = parse_dags(directory)
+    monkeypatch.setenv("OMNI_CAMPAIGNS_DIR", str(directory))
+    monkeypatch.setenv("OMNI_HOME", str(home))
+
+    run = bag.dags["campaign_live_one"].test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == dict.fromkeys(
+        ("check_status", "check_audience", "hand_to_dispatch"), "success"
+    )
+    (handed,) = (home / "outbox" / "live_one").iterdir()
+    import pandas as pd
+
+    assert len(pd.read_parquet(handed)) == 19  # the treated contacts: all but the held-out one
+
+    run = bag.dags["campaign_paused_one"].test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {
+        "check_status": "success", "check_audience": "skipped", "hand_to_dispatch": "skipped"
+    }  # fmt: skip
+    assert not (home / "outbox" / "paused_one").exists()

@@ -286,3 +286,18 @@ def test_hand_to_dispatch_sends_the_checked_treated_contacts_once(
     stale = {**checked, "fingerprint": "0" * 16}
     with pytest.raises(HandoffError, match="changed since it was checked"):
         hand_to_dispatch(cfg, campaign.id, "run-2", stale)
+
+
+def test_no_holdout_configured_means_nobody_held_out_even_when_small(
+    build: Callable[..., settings.Settings], campaign: Campaign
+) -> None:
+    def small(customers: pd.DataFrame, audiences: dict[str, pd.DataFrame]) -> None:
+        for table, frame in audiences.items():
+            kept = frame[frame["customer_id"] < "C00020"].copy()
+            kept["is_holdout"] = kept["customer_id"] == "C00001"
+            audiences[table] = kept
+
+    no_holdout = campaign.model_copy(update={"holdout_percent": 0.0})
+    with pytest.raises(ActivationCheckFailed) as failed:
+        check_audience(build(small), no_holdout)
+    assert _failed_checks(failed.value) == {"holdout_share"}
