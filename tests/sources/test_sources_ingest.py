@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -265,3 +266,23 @@ def test_a_failed_run_leaves_nothing_behind_and_the_next_one_loads_everything(
     requests.delete(f"{urls['shop']}/_sandbox/faults", timeout=10).raise_for_status()
     ingest("shop")
     assert raw_counts(cfg, "raw_shop") == dict(expected["shop"])
+
+
+def test_a_new_warehouse_gets_a_full_load_despite_the_local_dlt_state(
+    cfg: Settings, expected: dict[str, Counter[str]]
+) -> None:
+    ingest("social")
+    cfg.warehouse_path.unlink()  # the warehouse is rebuilt; $OMNI_HOME/dlt still has cursors
+    result = ingest("social")
+    assert raw_counts(cfg, "raw_social") == dict(expected["social"])
+    assert result["rows"] == dict(expected["social"])
+
+
+def test_lost_local_dlt_state_is_restored_from_the_warehouse(
+    cfg: Settings, expected: dict[str, Counter[str]]
+) -> None:
+    ingest("social")
+    shutil.rmtree(cfg.omni_home / "dlt")  # e.g. a fresh Airflow worker
+    result = ingest("social")
+    assert result["rows"] == {}, "the cursors come back from raw_social._dlt_pipeline_state"
+    assert raw_counts(cfg, "raw_social") == dict(expected["social"])
