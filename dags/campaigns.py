@@ -10,5 +10,4 @@ Parsing reads the YAML files only: no database, no connection.
 from orchestration import settings
 from orchestration.campaign_dags import campaign_dags
 
-for _campaign_dag in campaign_dags(settings.load().campaigns_dir):
-    globals()[_campaign_dag.dag_id] = _campaign_dag
+globals().update({dag.dag_id: dag for dag in campaign_dags(settings.load().campaigns_dir)})

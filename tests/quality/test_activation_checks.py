@@ -301,3 +301,18 @@ def test_no_holdout_configured_means_nobody_held_out_even_when_small(
     with pytest.raises(ActivationCheckFailed) as failed:
         check_audience(build(small), no_holdout)
     assert _failed_checks(failed.value) == {"holdout_share"}
+
+
+def test_an_empty_audience_passes_and_hands_off_an_empty_file(
+    build: Callable[..., settings.Settings], campaign: Campaign
+) -> None:
+    def nobody(_: pd.DataFrame, audiences: dict[str, pd.DataFrame]) -> None:
+        for table, frame in audiences.items():
+            audiences[table] = frame[frame["campaign_id"] != campaign.id]
+
+    cfg = build(nobody)
+    summary = check_audience(cfg, campaign)
+    assert summary["passed"] and summary["contacts"] == 0 and summary["checks"] == []
+    result = hand_to_dispatch(cfg, campaign.id, "run-empty", summary)
+    assert result["treated_contacts"] == 0
+    assert len(pd.read_parquet(result["path"])) == 0
