@@ -50,9 +50,13 @@ def _sandbox_down(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from orchestration.sources import ingest
+    from orchestration.sources import IngestError, ingest
 
-    _print(ingest(args.source))
+    try:
+        _print(ingest(args.source))
+    except IngestError as error:
+        print(f"ingest {args.source} failed: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
