@@ -24,8 +24,10 @@ SYSTEMS = ("shop", "pos", "social")
 
 def environ(cfg: Settings) -> dict[str, str]:
     """Environment for every Airflow command started from here."""
+    venv_bin = str(Path(sys.executable).parent)  # `airflow standalone` starts `airflow ...` by name
     return {
         **os.environ,
+        "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
         "OMNI_HOME": str(cfg.omni_home),
         "AIRFLOW_HOME": str(cfg.airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.dags_dir),
