@@ -48,6 +48,9 @@ class Settings:
     dbt_target: str
     # Where `omni sandbox up` listens: loopback, except inside docker-compose's sandbox container.
     sandbox_listen_host: str = SANDBOX_HOST
+    # The dispatch ledger (SQLAlchemy URL; may hold a password, so not in repr): a SQLite file
+    # under OMNI_HOME unless OMNI_LEDGER_URL.
+    ledger_url: str = field(default="", repr=False)
 
     @property
     def world_dir(self) -> Path:
@@ -102,4 +105,5 @@ def load() -> Settings:
         tokens=tokens,
         dbt_target=_env("OMNI_DBT_TARGET", "duckdb"),
         sandbox_listen_host=_env("OMNI_SANDBOX_LISTEN_HOST", SANDBOX_HOST),
+        ledger_url=_env("OMNI_LEDGER_URL", f"sqlite:///{omni_home / 'ledger.sqlite'}"),
     )
