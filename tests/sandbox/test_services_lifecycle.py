@@ -12,7 +12,7 @@ import requests
 from orchestration import settings
 from orchestration.sandbox import services
 
-NAMES = ("shop", "pos", "social")
+NAMES = tuple(services.SERVICES)  # every registered service, each on a free port
 
 
 def free_port() -> int:

@@ -18,12 +18,18 @@ and one line below; ``up``/``down``/``running`` then serve it on its configured 
 from __future__ import annotations
 
 from orchestration.sandbox.services.base import Service
+from orchestration.sandbox.services.loyalty import LoyaltyService
 from orchestration.sandbox.services.pos import PosService
+from orchestration.sandbox.services.sendgrid import SendGridService
 from orchestration.sandbox.services.shop import ShopService
 from orchestration.sandbox.services.social import SocialService
+from orchestration.sandbox.services.store import StoreService
 
 SERVICES: dict[str, type[Service]] = {
     ShopService.name: ShopService,
     PosService.name: PosService,
     SocialService.name: SocialService,
+    SendGridService.name: SendGridService,
+    LoyaltyService.name: LoyaltyService,
+    StoreService.name: StoreService,
 }
