@@ -151,7 +151,8 @@ class Service:
         return []
 
     def is_authorized(self, request: Request) -> bool:
-        raise NotImplementedError
+        """``Authorization: Bearer <token>``; a service whose real API differs overrides this."""
+        return request.headers.get("authorization") == f"Bearer {self.token}"
 
     def error_payload(self, status: int, message: str) -> Any:
         """The JSON body of an error, shaped like the real API's."""

@@ -277,9 +277,6 @@ class PosService(Service):
             Route("POST", r"/v2/loyalty/accounts/search", self._loyalty),
         ]
 
-    def is_authorized(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.token}"
-
     def error_payload(self, status: int, message: str) -> Any:
         category, code = CATEGORIES.get(status, ("API_ERROR", "INTERNAL_SERVER_ERROR"))
         if status == 401:

@@ -6,11 +6,8 @@ A new service (SendGrid, loyalty, store API) is a :class:`Service` subclass in i
         name = "loyalty"                       # also its key in settings.SANDBOX_PORTS/TOKENS
         resources = (Resource("loyalty_x", ("pos_customers",), "SELECT ... AS body ..."),)
 
-        def routes(self) -> list[Route]:       # auth, faults and stats come with the base
+        def routes(self) -> list[Route]:       # Bearer auth, faults and stats come with the base
             return [Route("POST", r"/v1/cashbacks", self._cashback)]
-
-        def is_authorized(self, request: Request) -> bool:
-            return request.headers.get("authorization") == f"Bearer {self.token}"
 
 and one line below; ``up``/``down``/``running`` then serve it on its configured port.
 """

@@ -357,9 +357,6 @@ class SendGridService(Service):
             Route("DELETE", r"/_sandbox/state", self._clear, api=False),
         ]
 
-    def is_authorized(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.token}"
-
     def error_payload(self, status: int, message: str) -> Any:
         if status == 401:
             message = "The provided authorization grant is invalid, expired, or revoked"

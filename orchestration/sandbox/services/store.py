@@ -120,9 +120,6 @@ class StoreService(Service):
             Route("DELETE", r"/_sandbox/state", self._clear, api=False),
         ]
 
-    def is_authorized(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.token}"
-
     def error_payload(self, status: int, message: str) -> Any:
         return {"error": {"status": status, "message": message}}
 
