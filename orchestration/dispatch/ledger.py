@@ -456,7 +456,12 @@ class Ledger:
     # -- claiming ------------------------------------------------------------------------
 
     def claim(
-        self, channel: Channel | str, limit: int, now: datetime | None = None
+        self,
+        channel: Channel | str,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        campaign_id: str | None = None,
     ) -> list[Contact]:
         """Atomically move up to ``limit`` due rows of ``channel`` to ``sending``; return them.
 
@@ -464,7 +469,7 @@ class Ledger:
         next_attempt_at has come (or is null). Each claim increments ``attempts``. The update
         is a compare-and-set on the state read (``WHERE contact_id = ? AND state = ?`` with a
         row-count check), so a row another dispatcher took in between is skipped, never taken
-        twice.
+        twice. ``campaign_id`` narrows the claim to one campaign's contacts.
         """
         channel = Channel(channel)
         stamp = _now(now)
@@ -487,6 +492,8 @@ class Ledger:
             .limit(limit)
             .with_for_update(skip_locked=True)  # Postgres; SQLite holds the write lock instead
         )
+        if campaign_id is not None:
+            query = query.where(contacts.c.campaign_id == campaign_id)
         with self.engine.begin() as conn:
             candidates = conn.execute(query).all()
             claimed: list[str] = []
