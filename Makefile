@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export OMNI_HOME ?= $(CURDIR)/.omni
 
-.PHONY: install demo test lint airflow bench clean
+.PHONY: install demo test lint airflow bench clean chromium
 
 install: $(STAMP)
 
@@ -22,8 +22,12 @@ $(STAMP): requirements/requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/omni demo
 
-test: $(STAMP) lint
+test: $(STAMP) lint chromium
 	$(BIN)/python -m pytest
+
+# The report test (tests/measurement) renders the HTML report in headless Debian chromium.
+chromium:
+	scripts/install-chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check orchestration dags tests
