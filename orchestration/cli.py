@@ -121,6 +121,41 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _customer(args: argparse.Namespace) -> int:
+    from orchestration.measurement.customer import (
+        CustomerHistoryError,
+        UnknownCustomer,
+        customer_history,
+        format_history,
+    )
+
+    try:
+        history = customer_history(settings_module.load(), args.customer_id)
+    except UnknownCustomer as error:
+        print(error, file=sys.stderr)
+        return 2
+    except CustomerHistoryError as error:
+        print(f"customer history failed: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print(history)
+    else:
+        print(format_history(history))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from orchestration.measurement.report import ReportError, write_report
+
+    try:
+        path = write_report(settings_module.load(), args.out)
+    except ReportError as error:
+        print(f"report failed: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omni", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=90)
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(handler=_demo)
+
+    customer = commands.add_parser(
+        "customer", help="one customer's whole history across channels, in time order"
+    )
+    customer.add_argument("customer_id", help="the unified customer id (dim_customers)")
+    customer.add_argument("--json", action="store_true", help="print the history as JSON")
+    customer.set_defaults(handler=_customer)
+
+    report = commands.add_parser(
+        "report", help="write the measurement report (HTML) under OMNI_HOME/reports"
+    )
+    report.add_argument("--out", type=Path, help="write the report here instead")
+    report.set_defaults(handler=_report)
     return parser
 
 
