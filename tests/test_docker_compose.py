@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from orchestration.cli import build_parser
-from orchestration.settings import REPO_ROOT
+from orchestration.settings import REPO_ROOT, SANDBOX_PORTS
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 
@@ -40,8 +40,11 @@ def test_airflow_services_mirror_the_local_setup() -> None:
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"):
         env = services[name]["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
-        assert env["OMNI_SHOP_URL"].endswith("sandbox:8701}")
+        for system, port in SANDBOX_PORTS.items():
+            assert env[f"OMNI_{system.upper()}_URL"].endswith(f"sandbox:{port}}}"), system
     assert services["sandbox"]["environment"]["OMNI_SANDBOX_LISTEN_HOST"] == "0.0.0.0"
+    first, last = min(SANDBOX_PORTS.values()), max(SANDBOX_PORTS.values())
+    assert services["sandbox"]["ports"] == [f"{first}-{last}:{first}-{last}"]
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
