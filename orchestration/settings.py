@@ -51,6 +51,8 @@ class Settings:
     # The dispatch ledger (SQLAlchemy URL; may hold a password, so not in repr): a SQLite file
     # under OMNI_HOME unless OMNI_LEDGER_URL.
     ledger_url: str = field(default="", repr=False)
+    # The SendGrid unsubscribe group (ASM) of marketing email (OMNI_SENDGRID_ASM_GROUP_ID).
+    sendgrid_asm_group_id: int = 1
 
     @property
     def world_dir(self) -> Path:
@@ -106,4 +108,5 @@ def load() -> Settings:
         dbt_target=_env("OMNI_DBT_TARGET", "duckdb"),
         sandbox_listen_host=_env("OMNI_SANDBOX_LISTEN_HOST", SANDBOX_HOST),
         ledger_url=_env("OMNI_LEDGER_URL", f"sqlite:///{omni_home / 'ledger.sqlite'}"),
+        sendgrid_asm_group_id=int(_env("OMNI_SENDGRID_ASM_GROUP_ID", "1")),
     )
