@@ -305,6 +305,24 @@ ReEntry = Annotated[
 ]
 
 
+# --- measurement ----------------------------------------------------------------------------
+
+
+class Measurement(_Model):
+    """How the campaign's effect is measured (dbt models in ``dbt_project/models/measurement``)."""
+
+    attribution_window_days: int = Field(
+        default=14,
+        ge=1,
+        le=90,
+        description=(
+            "An order (web or store) counts as a conversion when it comes within this many "
+            "days after the contact, or after the day a held-out customer would have been "
+            "contacted."
+        ),
+    )
+
+
 # --- the campaign ---------------------------------------------------------------------------
 
 
@@ -343,6 +361,9 @@ class Campaign(_Model):
         ge=1,
         le=50,
         description="Contacts per rolling 7 days for this campaign instead of the global cap.",
+    )
+    measurement: Measurement = Field(
+        default_factory=Measurement, description="How the campaign's lift and ROI are measured."
     )
 
     _source_path: Path | None = PrivateAttr(default=None)
@@ -393,6 +414,7 @@ class Campaign(_Model):
             "cooldown_days": getattr(self.re_entry, "cooldown_days", None),
             "transactional": self.transactional,
             "frequency_cap_override": self.frequency_cap_override,
+            "attribution_window_days": self.measurement.attribution_window_days,
         }
 
     @model_validator(mode="after")

@@ -68,6 +68,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("cooldown_days", "integer"),
     ("frequency_cap_override", "integer"),
     ("is_transactional", "boolean"),
+    ("attribution_window_days", "integer"),
     ("source_file", "varchar"),
     ("published_at", "timestamp"),
 )
@@ -132,6 +133,7 @@ def campaign_row(campaign: Campaign, published_at: datetime) -> dict[str, Any]:
         "cooldown_days": record["cooldown_days"],
         "frequency_cap_override": record["frequency_cap_override"],
         "is_transactional": record["transactional"],
+        "attribution_window_days": record["attribution_window_days"],
         "source_file": None if campaign.source_path is None else campaign.source_path.name,
         "published_at": published_at,
     }

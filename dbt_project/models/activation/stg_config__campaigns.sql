@@ -26,6 +26,7 @@ source as (
         ['holdout_percent', 'double precision'], ['priority', 'integer'],
         ['re_entry_rule', dbt.type_string()], ['cooldown_days', 'integer'],
         ['frequency_cap_override', 'integer'], ['is_transactional', 'boolean'],
+        ['attribution_window_days', 'integer'],
         ['source_file', dbt.type_string()], ['published_at', 'timestamp'],
     ]) }}
 )
