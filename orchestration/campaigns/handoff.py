@@ -1,9 +1,13 @@
 """Hand a checked audience to dispatch: one parquet file per campaign run, written once.
 
-The campaign DAG's last task writes the treated (non-holdout) contacts of its run to
-``OMNI_HOME/outbox/<campaign_id>/<run_id>.parquet``; the dispatch stage reads the outbox. The
-file is written to a temporary name in the same folder and then linked to its final name, so a
-reader never sees half a file, and a run that already handed off (a retry, a cleared task)
+The campaign DAG's last task writes the contacts of its run to
+``OMNI_HOME/outbox/<campaign_id>/<run_id>.parquet``: the treated ones and the held-out ones,
+flagged ``is_holdout`` (measurement needs to know who was held out, and when they would have
+been contacted). The dispatch ledger (``Ledger.record_handoff``) records treated rows as
+contacts and holdout rows as ``holdouts``, which are never sent.
+
+The file is written to a temporary name in the same folder and then linked to its final name,
+so a reader never sees half a file, and a run that already handed off (a retry, a cleared task)
 keeps its first file: the hand-off is idempotent per run, and dispatch cannot receive a run's
 contacts twice with different content. The parquet metadata carries the campaign, the run and
 the fingerprint of the checked audience.
@@ -49,7 +53,7 @@ def write_handoff(
     frame: pd.DataFrame,
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``frame`` (the run's treated contacts) as the run's hand-off file; return its path.
+    """Write ``frame`` (the run's contacts) as the run's hand-off file; return its path.
 
     Atomic (temporary file, then a hard link to the final name) and idempotent: when the run
     already has its file, that file is kept as it is and its path returned.
@@ -108,7 +112,10 @@ def hand_to_dispatch(
     *,
     dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Hand the run's treated contacts to dispatch (unless ``dry_run``); return the counts.
+    """Hand the run's contacts to dispatch (unless ``dry_run``); return the counts.
+
+    The file holds the treated contacts and the holdout rows (``is_holdout`` true, never sent:
+    the ledger records them apart). ``treated_contacts`` counts the treated rows only.
 
     ``checked`` is the summary of :func:`orchestration.quality.activation.check_audience`: the
     audience is read again (read-only) and must have the same fingerprint, so what is handed
@@ -125,7 +132,7 @@ def hand_to_dispatch(
             "campaign_id": campaign_id,
             "run_id": run_id,
             "dry_run": False,
-            "treated_contacts": int(kept.get("rows", 0)),
+            "treated_contacts": int(kept.get("treated_rows", kept.get("rows", 0))),
             "path": str(done),
             "kept": True,
         }
@@ -138,7 +145,8 @@ def hand_to_dispatch(
             "check_audience to check and hand off the new audience"
         )
     holdout = contacts["is_holdout"].fillna(False).astype(bool)
-    treated = contacts[~holdout].drop(columns=["consent_problem"], errors="ignore")
+    handed = contacts.drop(columns=["consent_problem"], errors="ignore").assign(is_holdout=holdout)
+    treated = handed[~holdout]
     by_channel = {
         str(channel): int(count) for channel, count in treated.groupby("channel").size().items()
     }
@@ -156,7 +164,12 @@ def hand_to_dispatch(
     if dry_run:
         log.info("Dry run of %s: nothing handed to dispatch. %s", campaign_id, _counts(result))
         return result
-    path = write_handoff(cfg, campaign_id, run_id, treated, {"fingerprint": found})
+    meta = {
+        "fingerprint": found,
+        "treated_rows": str(len(treated)),
+        "holdout_rows": str(result["holdout_contacts"]),
+    }
+    path = write_handoff(cfg, campaign_id, run_id, handed, meta)
     result["path"] = str(path)
     log.info("Handed %s to dispatch: %s. %s", campaign_id, path, _counts(result))
     return result

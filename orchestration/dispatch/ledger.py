@@ -112,6 +112,16 @@ contact_events = Table(
     Index("ix_contact_events_contact", "contact_id", "event_id"),
 )
 
+holdouts = Table(
+    "holdouts",
+    metadata,
+    Column("campaign_id", String(200), primary_key=True),
+    Column("customer_id", String(200), primary_key=True),
+    Column("trigger_key", String(200), primary_key=True),
+    Column("would_contact_at", DateTime),  # the scheduled send time the treated would have had
+    Column("recorded_at", DateTime, nullable=False),
+)
+
 # The columns of the warehouse contract `dispatch.contacts` (see int_campaign_contact_history).
 EXPORT_COLUMNS: tuple[str, ...] = (
     "contact_id",
@@ -123,6 +133,30 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "contacted_at",
     "is_transactional",
     "estimated_cost_eur",
+)
+
+# `dispatch.contacts` as loaded into the warehouse: the contract columns plus the ledger's own
+# (what fct_campaign_contacts and measurement read). ``EXPORT_COLUMNS`` stays the minimum.
+WAREHOUSE_CONTACT_COLUMNS: tuple[str, ...] = (
+    *EXPORT_COLUMNS,
+    "state",
+    "offer_id",
+    "offer_code",
+    "amount_eur",
+    "scheduled_send_at",
+    "sent_at",
+    "provider_message_id",
+    "attempts",
+    "last_error",
+)
+
+# `dispatch.holdouts`: one row per held-out decision (campaign, customer, trigger occurrence).
+HOLDOUT_COLUMNS: tuple[str, ...] = (
+    "campaign_id",
+    "customer_id",
+    "trigger_key",
+    "would_contact_at",
+    "recorded_at",
 )
 
 # Hand-off columns stored in their own ledger columns (the rest goes to payload_json).
@@ -370,10 +404,120 @@ class Ledger:
         return counts
 
     def record_handoff(self, path: Path | str, *, now: datetime | None = None) -> dict[str, int]:
-        """Record the contacts of one hand-off file (``OMNI_HOME/outbox/<campaign>/<run>``)."""
+        """Record one hand-off file (``OMNI_HOME/outbox/<campaign>/<run>``).
+
+        Treated rows become ``pending`` contacts (:meth:`record_intents`); rows with
+        ``is_holdout`` true become ``holdouts`` rows (:meth:`record_holdouts`) and are never
+        contacts, so no dispatcher can claim them. Both are insert-if-absent: recording the
+        same file again changes nothing. Returns ``{"recorded", "already_recorded"}`` and, when
+        the file has an ``is_holdout`` column, ``{"holdouts_recorded",
+        "holdouts_already_recorded"}`` too. Every row is checked before anything is written.
+        """
         import pyarrow.parquet as pq
 
-        return self.record_intents(pq.read_table(path).to_pylist(), now=now)
+        table = pq.read_table(path)
+        rows = table.to_pylist()
+        if "is_holdout" not in table.column_names:
+            return self.record_intents(rows, now=now)
+        treated: list[dict[str, Any]] = []
+        held_out: list[dict[str, Any]] = []
+        for row in rows:
+            flag = row.pop("is_holdout", None)
+            (held_out if not _is_missing(flag) and bool(flag) else treated).append(row)
+        stamp = _now(now)
+        for row in treated:  # all or nothing: a bad row fails before anything is written
+            self._intent_values(row, stamp)
+        self._holdout_values(held_out, stamp)
+        counts = self.record_intents(treated, now=stamp)
+        return {**counts, **self.record_holdouts(held_out, now=stamp)}
+
+    def record_holdouts(
+        self, rows: Iterable[Mapping[str, Any]], *, now: datetime | None = None
+    ) -> dict[str, int]:
+        """Record held-out decisions in ``holdouts``; insert-if-absent, in one transaction.
+
+        A holdout is the counterfactual of a contact: the customer would have been contacted
+        (``would_contact_at``, the earliest ``scheduled_send_at`` of the decision's rows) but
+        the campaign's holdout hash kept them out, so measurement can compare. One row per
+        (campaign_id, customer_id, trigger_key) whatever the channels; a decision already
+        recorded keeps its first row. Returns ``{"holdouts_recorded",
+        "holdouts_already_recorded"}`` (decisions, not channel rows).
+        """
+        stamp = _now(now)
+        prepared = self._holdout_values(list(rows), stamp)
+        recorded = 0
+        for attempt in (1, 2):
+            try:
+                recorded = self._insert_absent_holdouts(list(prepared.values()))
+                break
+            except IntegrityError:  # a concurrent recorder inserted some of them first
+                if attempt == 2:
+                    raise
+        counts = {
+            "holdouts_recorded": recorded,
+            "holdouts_already_recorded": len(prepared) - recorded,
+        }
+        log.info("Dispatch ledger holdouts: %s", counts)
+        return counts
+
+    @staticmethod
+    def _holdout_values(
+        rows: Sequence[Mapping[str, Any]], stamp: datetime
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """One ``holdouts`` row per decision (earliest would-be send time of its rows)."""
+        prepared: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for row in rows:
+            missing = [
+                key
+                for key in ("campaign_id", "customer_id", "trigger_key")
+                if _is_missing(row.get(key))
+            ]
+            if missing:
+                raise ValueError(f"a holdout row lacks {', '.join(missing)}: {dict(row)!r}")
+            key = (str(row["campaign_id"]), str(row["customer_id"]), str(row["trigger_key"]))
+            when = _utc(row.get("scheduled_send_at"))
+            known = prepared.get(key)
+            if known is None:
+                prepared[key] = {
+                    "campaign_id": key[0],
+                    "customer_id": key[1],
+                    "trigger_key": key[2],
+                    "would_contact_at": when,
+                    "recorded_at": stamp,
+                }
+            elif when is not None and (
+                known["would_contact_at"] is None or when < known["would_contact_at"]
+            ):
+                known["would_contact_at"] = when
+        return prepared
+
+    def _insert_absent_holdouts(self, rows: list[dict[str, Any]]) -> int:
+        recorded = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(rows):
+                campaign_ids = sorted({values["campaign_id"] for values in chunk})
+                customer_ids = sorted({values["customer_id"] for values in chunk})
+                existing = {
+                    (str(campaign), str(customer), str(trigger))
+                    for campaign, customer, trigger in conn.execute(
+                        select(
+                            holdouts.c.campaign_id, holdouts.c.customer_id, holdouts.c.trigger_key
+                        ).where(
+                            holdouts.c.campaign_id.in_(campaign_ids),
+                            holdouts.c.customer_id.in_(customer_ids),
+                        )
+                    )
+                }
+                new = [
+                    values
+                    for values in chunk
+                    if (values["campaign_id"], values["customer_id"], values["trigger_key"])
+                    not in existing
+                ]
+                if new:
+                    conn.execute(insert(holdouts), new)
+                    recorded += len(new)
+        return recorded
 
     @staticmethod
     def _intent_values(row: Mapping[str, Any], stamp: datetime) -> dict[str, Any]:
@@ -384,6 +528,12 @@ class Ledger:
         ]
         if missing:
             raise ValueError(f"an intended contact lacks {', '.join(missing)}: {dict(row)!r}")
+        flag = row.get("is_holdout")
+        if not _is_missing(flag) and bool(flag):
+            raise ValueError(
+                "a holdout row is never a contact (record it with record_holdouts): "
+                f"{row.get('campaign_id')}/{row.get('customer_id')}/{row.get('trigger_key')}"
+            )
         campaign_id = str(row["campaign_id"])
         customer_id = str(row["customer_id"])
         trigger_key = str(row["trigger_key"])
@@ -810,25 +960,56 @@ class Ledger:
         query = select(contacts).order_by(contacts.c.contact_id)
         if campaign_id is not None:
             query = query.where(contacts.c.campaign_id == campaign_id)
+        with self._reading() as conn:
+            return [self._export_row(row) for row in conn.execute(query).mappings()]
+
+    def export_warehouse_contacts(self) -> list[dict[str, Any]]:
+        """The ledger as the warehouse table ``dispatch.contacts``
+        (``WAREHOUSE_CONTACT_COLUMNS``: :meth:`export_contacts` plus the ledger state, offer,
+        amount, times, provider message id, attempts and last error; naive UTC timestamps)."""
         exported = []
         with self._reading() as conn:
-            for row in conn.execute(query).mappings():
+            for row in conn.execute(select(contacts).order_by(contacts.c.contact_id)).mappings():
                 exported.append(
                     {
-                        "contact_id": row["contact_id"],
-                        "campaign_id": row["campaign_id"],
-                        "customer_id": row["customer_id"],
-                        "trigger_key": row["trigger_key"],
-                        "channel": row["channel"],
-                        "status": WAREHOUSE_STATUS[State(row["state"])],
-                        "contacted_at": row["sent_at"]
-                        or row["scheduled_send_at"]
-                        or row["created_at"],
-                        "is_transactional": bool(row["is_transactional"]),
-                        "estimated_cost_eur": row["estimated_cost_eur"],
+                        **self._export_row(row),
+                        "state": row["state"],
+                        "offer_id": row["offer_id"],
+                        "offer_code": row["offer_code"],
+                        "amount_eur": row["amount"],
+                        "scheduled_send_at": row["scheduled_send_at"],
+                        "sent_at": row["sent_at"],
+                        "provider_message_id": row["provider_message_id"],
+                        "attempts": row["attempts"],
+                        "last_error": row["last_error"],
                     }
                 )
         return exported
+
+    def export_holdouts(self, campaign_id: str | None = None) -> list[dict[str, Any]]:
+        """The held-out decisions (``HOLDOUT_COLUMNS``, naive UTC), ordered by their key."""
+        query = select(*(holdouts.c[name] for name in HOLDOUT_COLUMNS)).order_by(
+            holdouts.c.campaign_id, holdouts.c.customer_id, holdouts.c.trigger_key
+        )
+        if campaign_id is not None:
+            query = query.where(holdouts.c.campaign_id == campaign_id)
+        with self._reading() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    @staticmethod
+    def _export_row(row: RowMapping) -> dict[str, Any]:
+        """One contacts row in the ``EXPORT_COLUMNS`` shape."""
+        return {
+            "contact_id": row["contact_id"],
+            "campaign_id": row["campaign_id"],
+            "customer_id": row["customer_id"],
+            "trigger_key": row["trigger_key"],
+            "channel": row["channel"],
+            "status": WAREHOUSE_STATUS[State(row["state"])],
+            "contacted_at": row["sent_at"] or row["scheduled_send_at"] or row["created_at"],
+            "is_transactional": bool(row["is_transactional"]),
+            "estimated_cost_eur": row["estimated_cost_eur"],
+        }
 
     # -- internals -----------------------------------------------------------------------
 
@@ -912,6 +1093,8 @@ class Ledger:
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "HOLDOUT_COLUMNS",
+    "WAREHOUSE_CONTACT_COLUMNS",
     "ConcurrentChange",
     "Contact",
     "ContactEvent",
@@ -920,4 +1103,5 @@ __all__ = [
     "contact_events",
     "contact_id_for",
     "contacts",
+    "holdouts",
 ]

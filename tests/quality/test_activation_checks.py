@@ -277,8 +277,10 @@ def test_hand_to_dispatch_sends_the_checked_treated_contacts_once(
     result = hand_to_dispatch(cfg, campaign.id, "run-1", checked)
     handed = pd.read_parquet(result["path"])
     treated = sum(checked["treated_by_channel"].values())
-    assert len(handed) == result["treated_contacts"] == treated > 0
-    assert not handed["is_holdout"].any() and set(handed["campaign_id"]) == {campaign.id}
+    # treated and holdout rows (flagged) are handed off; the ledger never sends the holdouts
+    assert (~handed["is_holdout"]).sum() == result["treated_contacts"] == treated > 0
+    assert handed["is_holdout"].sum() == result["holdout_contacts"] > 0
+    assert set(handed["campaign_id"]) == {campaign.id}
     assert result["treated_by_channel"] == checked["treated_by_channel"]
     assert result["holdout_decisions"] > 0
     again = hand_to_dispatch(cfg, campaign.id, "run-1", checked)
