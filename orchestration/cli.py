@@ -156,6 +156,42 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dispatch_run(args: argparse.Namespace) -> int:
+    import logging
+    from datetime import timedelta
+
+    from orchestration.dispatch.run import dispatch
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    result = dispatch(
+        settings_module.load(),
+        campaign_id=args.campaign,
+        channels=args.channel or None,
+        stale_after=timedelta(seconds=args.stale_after),
+        limit=args.limit,
+    )
+    _print(result)
+    errors = result["prepare"]["handoffs"]["errors"]
+    for error in errors:
+        print(f"hand-off not recorded: {error}", file=sys.stderr)
+    print(result["summary"])
+    return 1 if errors else 0
+
+
+def _dispatch_status(args: argparse.Namespace) -> int:
+    from orchestration.dispatch.run import status
+
+    rows = status(settings_module.load(), campaign_id=args.campaign)
+    for row in rows:
+        print(
+            f"{row['campaign_id']:<32} {row['channel']:<17} {row['state']:<14} {row['contacts']:>8}"
+        )
+    if not rows:
+        print("the dispatch ledger is empty")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omni", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +266,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--out", type=Path, help="write the report here instead")
     report.set_defaults(handler=_report)
+
+    dispatch = commands.add_parser("dispatch", help="send the handed-off contacts (ledger first)")
+    dispatch_commands = dispatch.add_subparsers(dest="dispatch_command", required=True)
+    run = dispatch_commands.add_parser(
+        "run", help="record the outbox, check offers, send every channel, print the counts"
+    )
+    run.add_argument("--campaign", help="only this campaign's contacts")
+    run.add_argument(
+        "--channel",
+        action="append",
+        choices=["email", "loyalty_cashback", "in_store"],
+        help="only this channel (repeatable; default: all)",
+    )
+    run.add_argument(
+        "--stale-after",
+        type=float,
+        default=600,
+        help="seconds after which a contact left in 'sending' by a crashed run is recovered",
+    )
+    run.add_argument("--limit", type=int, help="at most this many contacts per channel")
+    run.set_defaults(handler=_dispatch_run)
+    dispatch_status = dispatch_commands.add_parser(
+        "status", help="ledger contacts per campaign, channel and state"
+    )
+    dispatch_status.add_argument("--campaign", help="only this campaign")
+    dispatch_status.set_defaults(handler=_dispatch_status)
     return parser
 
 
