@@ -19,7 +19,7 @@ from orchestration.connections import conn_id
 from orchestration.settings import Settings
 
 # Outside systems the DAGs reach through an Airflow connection.
-SYSTEMS = ("shop", "pos", "social")
+SYSTEMS = ("shop", "pos", "social", "sendgrid", "loyalty", "store")
 
 
 def environ(cfg: Settings) -> dict[str, str]:
@@ -62,11 +62,16 @@ def _airflow(cfg: Settings, *args: str, check: bool = True, quiet: bool = True) 
 
 
 def init(cfg: Settings) -> None:
-    """Metadata database, the one-slot warehouse pool, and the connections to outside systems."""
+    """Metadata database, the one-slot warehouse pool, one pool per dispatch provider, and the
+    connections to outside systems."""
+    from orchestration.dispatch.pools import PROVIDER_POOLS
+
     cfg.airflow_home.mkdir(parents=True, exist_ok=True)
     warehouse.ensure_manifest(cfg)
     _airflow(cfg, "db", "migrate")
     _airflow(cfg, "pools", "set", warehouse.WAREHOUSE_POOL, "1", "DuckDB has one writer")
+    for pool in PROVIDER_POOLS.values():
+        _airflow(cfg, "pools", "set", pool.name, str(pool.slots), pool.description)
     for system in SYSTEMS:
         _airflow(cfg, "connections", "delete", conn_id(system), check=False)
         extra = json.dumps({"description": f"{system} API (sandbox by default)"})

@@ -18,6 +18,16 @@ audiences are built by then):
    retry: the data would not change), with a readable summary.
 3. ``hand_to_dispatch``: unless ``dry_run``, the treated contacts go to the outbox
    (:func:`orchestration.campaigns.handoff.hand_to_dispatch`), once per run.
+4. ``prepare_dispatch``: the outbox is recorded in the dispatch ledger, stale attempts are
+   settled, provider events read, and every pending contact's offer checked
+   (:func:`orchestration.dispatch.run.prepare`).
+5. ``plan_<channel>`` -> ``send_<channel>``, per enabled channel: a mapped task, one instance
+   per worker (none when nothing is due), each in its provider's pool
+   (:data:`orchestration.dispatch.pools.PROVIDER_POOLS`) so concurrent campaigns respect the
+   provider's rate limits. Workers claim from the ledger, never the same contact.
+6. ``summarise`` (whatever happened upstream) logs where every contact of the campaign stands:
+   sent, suppressed, failed, dead letters, unknown. ``fail_if_a_task_failed`` keeps the run
+   failed when a task failed.
 
 No task writes the DuckDB warehouse (the audience is read read-only), so none takes the
 ``warehouse`` pool.
@@ -35,6 +45,8 @@ from airflow.sdk import DAG, Param, dag, task
 from orchestration import assets
 from orchestration.campaigns import Campaign, CampaignError, load_all
 from orchestration.dag_factory import DEFAULT_ARGS
+from orchestration.dispatch.pools import PROVIDER_POOLS
+from orchestration.dispatch.states import Channel
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +161,12 @@ Runs when `warehouse_build` publishes the warehouse (the audiences are built by 
 3. `hand_to_dispatch`: the treated (non-holdout) contacts go to
    `OMNI_HOME/outbox/{campaign.id}/<run_id>.parquet` for dispatch, once per run. Trigger a run
    with `dry_run` on to check and count without handing anything off.
+4. `prepare_dispatch`: the hand-off is recorded in the dispatch ledger (one row per intended
+   contact before anything is sent); each pending contact's offer is checked against the
+   campaign and the warehouse prices (a mismatch suppresses it, with the reason).
+5. `send_<channel>` (mapped, one instance per worker, in the provider's pool):
+   {", ".join(f"`send_{channel}`" for channel in campaign.enabled_channels)}.
+6. `summarise`: the counts (sent, suppressed, failed, dead letters, unknown) end its log.
 
 No task writes the warehouse (the audience is read read-only), so no task takes the
 `warehouse` pool. The DAG owner is the data platform team; the campaign is owned by
@@ -214,6 +232,8 @@ def campaign_dag(campaign: Campaign) -> DAG:
         },
     )
     def campaign_run() -> None:
+        channels = list(campaign.enabled_channels)
+
         @task.short_circuit
         def check_status() -> bool:
             from airflow.sdk import get_current_context
@@ -260,11 +280,110 @@ def campaign_dag(campaign: Campaign) -> DAG:
                 settings.load(), campaign_id, str(context["run_id"]), checked, dry_run=dry_run
             )
 
+        @task
+        def prepare_dispatch(handed: dict[str, Any]) -> bool:
+            from orchestration.dispatch import run
+
+            if handed.get("dry_run"):
+                log.info("Dry run: nothing to dispatch")
+                return False
+            run.prepare(dispatch_settings(), campaign_id=campaign_id)
+            return True
+
+        def plan(channel: str, prepared: bool) -> list[int]:
+            if not prepared:
+                return []
+            return dispatch_workers(dispatch_settings(), campaign_id, channel)
+
+        @task(trigger_rule="all_done")
+        def summarise() -> dict[str, int]:
+            from orchestration import settings
+            from orchestration.dispatch import Ledger
+
+            with Ledger.from_settings(settings.load()) as ledger:
+                counts = ledger.counts(campaign_id=campaign_id)
+            log.info("Campaign %s dispatch: %s", campaign_id, summary_line(counts))
+            return counts
+
+        @task(trigger_rule="one_failed")
+        def fail_if_a_task_failed() -> None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(
+                "a dispatch task failed (see its log); the counts are in `summarise`"
+            )
+
         checked = check_audience()
         check_status() >> checked
-        hand_to_dispatch(checked)  # type: ignore[arg-type]  # an XComArg at parse time
+        handed = hand_to_dispatch(checked)  # type: ignore[arg-type]  # an XComArg at parse time
+        prepared = prepare_dispatch(handed)  # type: ignore[arg-type]
+        plans, senders = [], []
+        for channel in channels:
+            workers = task(task_id=f"plan_{channel}")(plan)(channel, prepared)
+            plans.append(workers)
+            senders.append(
+                task(
+                    task_id=f"send_{channel}",
+                    pool=PROVIDER_POOLS[Channel(channel)].name,
+                    retries=0,
+                )(send_channel)
+                .partial(channel=channel, campaign_id=campaign_id)
+                .expand(worker=workers)
+            )
+        done = summarise()
+        prepared >> done
+        for sender in senders:
+            sender >> done
+        [handed, prepared, *plans, *senders] >> fail_if_a_task_failed()
 
     return campaign_run()
+
+
+# --- dispatch (called inside tasks) ---------------------------------------------------------
+
+# Contacts per worker of a channel; a channel gets at most its provider pool's slots.
+CONTACTS_PER_WORKER = 1_000
+
+
+def dispatch_settings() -> Any:
+    """The settings, with the providers' endpoints and keys from Airflow connections."""
+    from orchestration.connections import settings_with_connections
+
+    return settings_with_connections(("sendgrid", "loyalty", "store"))
+
+
+def dispatch_workers(cfg: Any, campaign_id: str, channel: str) -> list[int]:
+    """The workers a channel gets in this run (one mapped ``send_<channel>`` task each): none
+    when nothing is due, else one per ``CONTACTS_PER_WORKER`` waiting contacts, up to the
+    provider pool's slots. Workers claim from the same ledger queue, never the same row."""
+    from orchestration.dispatch import Ledger
+
+    with Ledger.from_settings(cfg) as ledger:
+        counts = ledger.counts(campaign_id=campaign_id, channel=channel)
+    waiting = counts["pending"] + counts["failed"]
+    slots = PROVIDER_POOLS[Channel(channel)].slots
+    wanted = min(slots, -(-waiting // CONTACTS_PER_WORKER))
+    log.info("%s: %s contacts waiting, %s worker(s)", channel, waiting, wanted)
+    return list(range(wanted))
+
+
+def send_channel(channel: str, campaign_id: str, worker: int) -> dict[str, int]:
+    """One worker of one channel: send what is due for the campaign (the body of the mapped
+    ``send_<channel>`` tasks)."""
+    from orchestration.dispatch import run
+
+    log.info("Worker %s of %s for campaign %s", worker, channel, campaign_id)
+    return dict(run.dispatch_channel(dispatch_settings(), channel, campaign_id=campaign_id))
+
+
+def summary_line(counts: dict[str, int]) -> str:
+    """The last line of a dispatch log: where every intended contact stands."""
+    return (
+        f"sent {counts.get('sent', 0):,}, suppressed {counts.get('suppressed', 0):,}, "
+        f"failed {counts.get('failed', 0):,}, dead letters {counts.get('dead_lettered', 0):,}, "
+        f"unknown {counts.get('unknown', 0):,} (pending {counts.get('pending', 0):,}, "
+        f"sending {counts.get('sending', 0):,})"
+    )
 
 
 def campaign_dags(directory: Path) -> list[DAG]:

@@ -6,6 +6,8 @@ caller and never logged.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from orchestration import settings
 
 
@@ -27,3 +29,14 @@ def source_endpoint(system: str) -> tuple[str, str]:
         scheme = conn.schema or "https"
         host = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
     return host.rstrip("/"), conn.password or cfg.tokens[system]
+
+
+def settings_with_connections(systems: tuple[str, ...]) -> settings.Settings:
+    """The settings, with the endpoint and token of each of ``systems`` taken from its Airflow
+    connection when one exists (what the dispatch tasks call: the channel senders read
+    ``cfg.base_urls`` / ``cfg.tokens``)."""
+    cfg = settings.load()
+    base_urls, tokens = dict(cfg.base_urls), dict(cfg.tokens)
+    for system in systems:
+        base_urls[system], tokens[system] = source_endpoint(system)
+    return replace(cfg, base_urls=base_urls, tokens=tokens)

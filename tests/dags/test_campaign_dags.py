@@ -22,6 +22,8 @@ import pytest
 from orchestration import assets, settings, warehouse
 from orchestration.campaign_dags import reason_to_skip
 from orchestration.campaigns import load_all, load_campaign
+from orchestration.dispatch.pools import PROVIDER_POOLS
+from orchestration.dispatch.states import Channel
 
 SHIPPED = settings.REPO_ROOT / "campaigns"
 SOURCE = "abandoned_cart_nearby_store"
@@ -118,12 +120,45 @@ def test_campaign_dags_are_wired_and_tagged(shipped_bag: Any, shipped_campaigns:
         assert dag.params["dry_run"] is False
         assert dag.params.get_param("dry_run").schema["type"] == "boolean"
         tasks = {task.task_id: task for task in dag.tasks}
-        assert set(tasks) == {"check_status", "check_audience", "hand_to_dispatch"}
+        senders = {f"send_{channel}" for channel in campaign.enabled_channels}
+        plans = {f"plan_{channel}" for channel in campaign.enabled_channels}
+        assert set(tasks) == {
+            "check_status",
+            "check_audience",
+            "hand_to_dispatch",
+            "prepare_dispatch",
+            "summarise",
+            "fail_if_a_task_failed",
+            *plans,
+            *senders,
+        }
         assert tasks["check_status"].downstream_task_ids == {"check_audience"}
         assert tasks["check_audience"].downstream_task_ids == {"hand_to_dispatch"}
+        assert tasks["hand_to_dispatch"].downstream_task_ids == {
+            "prepare_dispatch",
+            "fail_if_a_task_failed",
+        }
+        assert tasks["prepare_dispatch"].downstream_task_ids == {
+            *plans,
+            "summarise",
+            "fail_if_a_task_failed",
+        }
+        for channel in campaign.enabled_channels:
+            sender = tasks[f"send_{channel}"]
+            assert sender.pool == PROVIDER_POOLS[Channel(channel)].name  # one pool per provider
+            assert sender.downstream_task_ids == {"summarise", "fail_if_a_task_failed"}
+            assert tasks[f"plan_{channel}"].downstream_task_ids == {
+                f"send_{channel}",
+                "fail_if_a_task_failed",
+            }
+            assert sender.retries == 0  # the ledger retries; a task retry would add nothing
+        assert tasks["summarise"].trigger_rule == "all_done"  # counts even after a failure
+        assert tasks["fail_if_a_task_failed"].trigger_rule == "one_failed"
         for task in tasks.values():
-            assert task.owner == "data-platform" and task.retries >= 1
+            assert task.owner == "data-platform"
             assert task.pool != warehouse.WAREHOUSE_POOL  # reads the warehouse read-only
+            if not task.task_id.startswith("send_"):
+                assert task.retries >= 1
 
 
 def test_campaign_doc_shows_owner_offer_and_channels(
