@@ -34,6 +34,13 @@ def _sandbox_advance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sandbox_inbox(args: argparse.Namespace) -> int:
+    from orchestration.sandbox.services.inbox import write_inbox
+
+    print(f"file://{write_inbox(settings_module.load())}")
+    return 0
+
+
 def _sandbox_up(args: argparse.Namespace) -> int:
     from orchestration.sandbox import services
 
@@ -214,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--foreground", action="store_true", help="serve in this process")
     up.set_defaults(handler=_sandbox_up)
 
+    inbox = sandbox_commands.add_parser(
+        "inbox", help="write the emails the sandbox SendGrid accepted as HTML pages"
+    )
+    inbox.set_defaults(func=_sandbox_inbox)
     down = sandbox_commands.add_parser("down", help="stop the sandbox services")
     down.set_defaults(handler=_sandbox_down)
 
