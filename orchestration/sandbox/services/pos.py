@@ -99,13 +99,26 @@ returned AS (
     WHERE r.channel = 'store'
     GROUP BY r.order_id
 ),
+discounted AS (
+    SELECT d.pos_order_id, sum(cents(d.amount)) AS discount_cents, list(json_object(
+        'uid', d.discount_uid, 'name', d.name, 'type', 'FIXED_AMOUNT', 'scope', 'ORDER',
+        'amount_money', json_object('amount', cents(d.amount), 'currency', 'EUR'),
+        'applied_money', json_object('amount', cents(d.amount), 'currency', 'EUR'),
+        'metadata', json_object('credit_id', d.credit_id, 'offer_id', d.offer_id,
+            'loyalty_account_id', d.loyalty_account_id)
+        ) ORDER BY d.discount_uid) AS discounts
+    FROM w_store_sale_discounts AS d
+    GROUP BY d.pos_order_id
+),
 orders AS (
     SELECT s.*, l.pos_location_id AS location_id, items.line_items, returned.returns,
+        discounted.discounts, coalesce(discounted.discount_cents, 0) AS discount_cents,
         greatest(s.updated_at, returned.last_return_at) AS changed_at
     FROM w_store_sales AS s
     LEFT JOIN w_stores AS l USING (store_id)
     LEFT JOIN items USING (pos_order_id)
     LEFT JOIN returned USING (pos_order_id)
+    LEFT JOIN discounted USING (pos_order_id)
 )
 SELECT sec(changed_at) AS k_ts, pos_order_id AS k_id, location_id, json_object(
     'id', pos_order_id,
@@ -116,8 +129,10 @@ SELECT sec(changed_at) AS k_ts, pos_order_id AS k_id, location_id, json_object(
     'updated_at', iso(changed_at),
     'closed_at', iso(created_at),
     'total_money', json_object('amount', cents(total), 'currency', 'EUR'),
+    'total_discount_money', json_object('amount', discount_cents, 'currency', 'EUR'),
     'line_items', json_list(line_items),
-    'returns', json_list(returns)
+    'returns', json_list(returns),
+    'discounts', json_list(discounts)
 )::VARCHAR AS body
 FROM orders
 """
@@ -185,7 +200,14 @@ POS_RESOURCES = (
     Resource("pos_catalog", ("products",), CATALOG_SQL),
     Resource(
         "pos_orders",
-        ("store_sales", "store_sale_items", "stores", "products", "returns"),
+        (
+            "store_sales",
+            "store_sale_items",
+            "stores",
+            "products",
+            "returns",
+            "store_sale_discounts",
+        ),
         ORDERS_SQL,
     ),
     Resource("pos_inventory", ("inventory_levels", "stores", "products"), INVENTORY_SQL),

@@ -89,12 +89,19 @@ refunds AS (
         ) ORDER BY created_at, return_id) AS refunds
     FROM refund_lines GROUP BY order_id
 ),
+codes AS (
+    SELECT order_id, sum(amount) AS discounts_total, list(json_object(
+        'code', code, 'amount', money(amount), 'type', type) ORDER BY code) AS discount_codes
+    FROM w_web_order_discount_codes GROUP BY order_id
+),
 orders AS (
     SELECT o.*, greatest(o.updated_at, f.last_refund_at) AS changed_at, c.email AS customer_email,
-        items.line_items, f.refunds
+        items.line_items, f.refunds, codes.discount_codes,
+        coalesce(codes.discounts_total, 0) AS discounts_total
     FROM w_web_orders AS o
     LEFT JOIN items USING (order_id)
     LEFT JOIN refunds AS f USING (order_id)
+    LEFT JOIN codes USING (order_id)
     LEFT JOIN w_shop_customers AS c USING (shop_customer_id)
 )
 SELECT sec(changed_at) AS k_ts, order_id AS k_id, json_object(
@@ -110,6 +117,8 @@ SELECT sec(changed_at) AS k_ts, order_id AS k_id, json_object(
     'subtotal_price', money(subtotal),
     'total_price', money(total),
     'total_shipping_price', money(shipping_cost),
+    'total_discounts', money(discounts_total),
+    'discount_codes', json_list(discount_codes),
     'financial_status', financial_status,
     'fulfillment_status', fulfillment_status,
     'source_name', 'web',
@@ -188,7 +197,14 @@ SHOP_RESOURCES = (
     Resource("shop_customers", ("shop_customers",), CUSTOMERS_SQL),
     Resource(
         "shop_orders",
-        ("web_orders", "web_order_items", "returns", "products", "shop_customers"),
+        (
+            "web_orders",
+            "web_order_items",
+            "returns",
+            "products",
+            "shop_customers",
+            "web_order_discount_codes",
+        ),
         ORDERS_SQL,
     ),
     Resource("shop_checkouts", ("checkouts", "checkout_items", "products"), CHECKOUTS_SQL),

@@ -12,6 +12,9 @@ Layout of a world folder:
 - ``world.json``: seed, customers, days, start_date, end_date (the simulated today), parts.
 - ``_state/``: the simulator's hidden state (rates, stock, counters, pending follow-ups) that
   lets `advance` continue; not part of the contract.
+- ``effects.json`` (optional, kept when the world is regenerated): the true campaign effects
+  of the closed loop (see `closed_loop`): `advance` given the sandbox dir makes contacted
+  persons buy more and redeems the credits and codes the sandbox write APIs delivered.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from orchestration.sandbox.world import closed_loop, population
 from orchestration.sandbox.world import model as model_module
-from orchestration.sandbox.world import population
 from orchestration.sandbox.world.activity import Bases, DaySimulator
 from orchestration.sandbox.world.clock import clock_end_us
 from orchestration.sandbox.world.schema import KEY, TABLES, VISIBLE
@@ -58,7 +61,9 @@ def latest(world_dir: Path, table: str, key: str, updated: str) -> pa.Table:
 
 
 def _clear(world_dir: Path) -> None:
-    """Remove an earlier world; refuse to empty a folder that does not look like one."""
+    """Remove an earlier world (keeping its effects.json); refuse a folder that is not one."""
+    effects = world_dir / closed_loop.EFFECTS_FILE
+    kept = effects.read_bytes() if effects.exists() else None
     if world_dir.exists():
         entries = list(world_dir.iterdir())
         looks_like_world = (
@@ -70,6 +75,8 @@ def _clear(world_dir: Path) -> None:
             raise FileExistsError(f"{world_dir} exists and is not a generated world")
         shutil.rmtree(world_dir)
     world_dir.mkdir(parents=True)
+    if kept is not None:
+        effects.write_bytes(kept)
 
 
 def _write_meta(world_dir: Path, meta: dict[str, Any]) -> None:
@@ -83,6 +90,7 @@ def _simulate(
     day_indices: range,
     uplift: np.ndarray | None,
     arrivals: bool,
+    loop: closed_loop.ClosedLoop | None = None,
 ) -> None:
     for index in day_indices:
         if arrivals:
@@ -95,7 +103,12 @@ def _simulate(
                 uplift = np.concatenate(
                     [uplift, np.ones(len(model.persons.person_id) - len(uplift))]
                 )
-        day = DaySimulator(model, bases, index, uplift).run()
+        day_uplift = uplift
+        if loop is not None:
+            today = model.start_date + timedelta(days=index)
+            contacted = loop.uplift(today, len(model.persons.person_id))
+            day_uplift = contacted if uplift is None else uplift * contacted
+        day = DaySimulator(model, bases, index, day_uplift, loop).run()
         for table, rows in day.chunks:
             writer.add(table, rows)
 
@@ -168,7 +181,12 @@ def generate(
 
 
 def advance(
-    world_dir: Path, days: int = 1, purchase_uplift: np.ndarray | None = None
+    world_dir: Path,
+    days: int = 1,
+    purchase_uplift: np.ndarray | None = None,
+    *,
+    sandbox_dir: Path | None = None,
+    campaigns_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Append the next `days` of activity as a new part and move `end_date` forward.
 
@@ -178,6 +196,12 @@ def advance(
     listings).
     `purchase_uplift` (optional, one multiplier per person, aligned with `person_id` 1..N)
     scales each person's purchase probability: the hook for a campaign effect.
+    `sandbox_dir` (``$OMNI_HOME/sandbox``) closes the loop: the contacts its write-API
+    journals hold raise their persons' purchase probability by the true effect in
+    ``<world>/effects.json`` (none without the file) for the days after the contact, and
+    delivered cashback credits and emailed codes are redeemed in store and online orders;
+    `campaigns_dir` lets it read offer codes and offer -> campaign from the campaign files.
+    The summary then has a ``closed_loop`` entry (contacts, persons, redemptions, skips).
     """
     started = time.perf_counter()
     if days < 1:
@@ -207,8 +231,20 @@ def advance(
         writer.add(table, load_pending(pending_dir, table))
     first = (old_end - model.start_date).days + 1
     bases = Bases(shop, pos, listings)
-    _simulate(model, bases, writer, range(first, first + days), uplift, arrivals=True)
+    loop = closed_loop.build(
+        sandbox_dir,
+        world_dir,
+        model.persons.person_id,
+        [shop, pos, latest(world_dir, "persons", "person_id", "created_at")],
+        campaigns_dir,
+    )
+    _simulate(model, bases, writer, range(first, first + days), uplift, True, loop)
+    if loop is not None:
+        loop.save(world_dir / model_module.STATE_DIR)
     meta.update(
         end_date=new_end.isoformat(), days=int(meta["days"]) + days, parts=int(meta["parts"]) + 1
     )
-    return _finish(world_dir, model, writer, meta, started)
+    summary = _finish(world_dir, model, writer, meta, started)
+    if loop is not None:
+        summary["closed_loop"] = loop.summary()
+    return summary

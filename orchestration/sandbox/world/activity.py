@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +36,9 @@ from orchestration.sandbox.world.clock import (
 from orchestration.sandbox.world.messy import digits, join, pick
 from orchestration.sandbox.world.model import Model, pos_customer_ids, social_user_ids
 from orchestration.sandbox.world.sink import chunk, col
+
+if TYPE_CHECKING:
+    from orchestration.sandbox.world.closed_loop import ClosedLoop
 
 WEB_WEEKDAY = np.array([1.15, 1.0, 1.0, 1.0, 0.95, 0.9, 1.1])  # Mon..Sun
 STORE_WEEKDAY = np.array([0.8, 0.85, 0.9, 0.95, 1.2, 1.6, 0.7])
@@ -164,7 +168,12 @@ class DaySimulator:
     """Simulates day `day` (index from start_date) into a `Day` of chunks."""
 
     def __init__(
-        self, model: Model, bases: Bases, day: int, uplift: np.ndarray | None = None
+        self,
+        model: Model,
+        bases: Bases,
+        day: int,
+        uplift: np.ndarray | None = None,
+        loop: ClosedLoop | None = None,
     ) -> None:
         self.model = model
         self.bases = bases
@@ -174,6 +183,10 @@ class DaySimulator:
         self.day_us = day_start_us(self.date)
         self.offsets = zone_offsets_us(self.date)
         self.uplift = uplift
+        # Redemptions of delivered credits and codes; its own generator, so a world without
+        # any keeps exactly the draws (and rows) it had before.
+        self.loop = loop
+        self.loop_rng = np.random.default_rng([model.seed, 7, day])
         self.out = Day()
         self.failed_orders: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -517,6 +530,8 @@ class DaySimulator:
                 )
             )
         self.out.add("web_orders", pa.concat_tables(versions))
+        if self.loop is not None:
+            self._discount_codes(person, order_id, created, subtotal, shipping)
         failed = np.flatnonzero(failure)
         self.failed_orders.append((person[failed], final[failed]))
 
@@ -613,6 +628,8 @@ class DaySimulator:
                 visible=updated,
             ),
         )
+        if self.loop is not None:
+            self._cashback_discounts(person, pos_order_id, created, total)
         line_seq = model.next_ids("store_line", len(owner))
         position = _position_in_group(owner)
         self.out.add(
@@ -647,6 +664,68 @@ class DaySimulator:
                 },
                 key=return_seq,
                 visible=return_time,
+            ),
+        )
+
+    # -- redemptions (closed loop) ------------------------------------------------------------
+    def _cashback_discounts(
+        self, person: np.ndarray, pos_order_id: pa.Array, created: np.ndarray, total: np.ndarray
+    ) -> None:
+        """Square order discounts: active cashback credits used up by their holder's sale."""
+        assert self.loop is not None
+        redeemed = self.loop.store_redemptions(person, created, total)
+        if not redeemed:
+            return
+        sale = np.array([entry[0] for entry in redeemed], dtype=np.int64)
+        seq = self.model.next_ids("store_discount", len(redeemed))
+        order = pos_order_id.take(pa.array(sale))
+        self.out.add(
+            "store_sale_discounts",
+            chunk(
+                "store_sale_discounts",
+                {
+                    "pos_order_id": order,
+                    "discount_uid": join(order, "-d", digits(seq, 8)),
+                    "name": pa.array([f"cashback {c.offer_id}" for _, c, _ in redeemed]),
+                    "amount": np.array([amount for _, _, amount in redeemed]),
+                    "credit_id": pa.array([c.credit_id for _, c, _ in redeemed]),
+                    "offer_id": pa.array([c.offer_id for _, c, _ in redeemed]),
+                    "loyalty_account_id": pa.array([c.loyalty_account_id for _, c, _ in redeemed]),
+                    "created_at": created[sale],
+                },
+                key=seq,
+                visible=created[sale],
+            ),
+        )
+
+    def _discount_codes(
+        self,
+        person: np.ndarray,
+        order_id: np.ndarray,
+        created: np.ndarray,
+        subtotal: np.ndarray,
+        shipping: np.ndarray,
+    ) -> None:
+        """Shopify discount codes: an emailed offer code entered on an online order."""
+        assert self.loop is not None
+        used = self.loop.online_redemptions(person, created, subtotal, shipping, self.loop_rng)
+        if not used:
+            return
+        order = np.array([entry[0] for entry in used], dtype=np.int64)
+        self.out.add(
+            "web_order_discount_codes",
+            chunk(
+                "web_order_discount_codes",
+                {
+                    "order_id": order_id[order],
+                    "code": pa.array([code.code for _, code, _, _ in used]),
+                    "amount": np.array([amount for _, _, amount, _ in used]),
+                    "type": pa.array([kind for _, _, _, kind in used]),
+                    "offer_id": pa.array([code.offer_id for _, code, _, _ in used]),
+                    "created_at": created[order],
+                },
+                key=order_id[order],
+                visible=created[order],
             ),
         )
 

@@ -259,6 +259,30 @@ TABLES: dict[str, TableSpec] = {
             ),
         ),
         TableSpec(
+            "store_sale_discounts",
+            _schema(
+                ("pos_order_id", STR),
+                ("discount_uid", STR),
+                ("name", STR),
+                ("amount", F64),
+                ("credit_id", STR),
+                ("offer_id", STR),
+                ("loyalty_account_id", STR),
+                ("created_at", TS),
+            ),
+        ),
+        TableSpec(
+            "web_order_discount_codes",
+            _schema(
+                ("order_id", I64),
+                ("code", STR),
+                ("amount", F64),
+                ("type", STR),
+                ("offer_id", STR),
+                ("created_at", TS),
+            ),
+        ),
+        TableSpec(
             "returns",
             _schema(
                 ("return_id", STR),
