@@ -29,7 +29,14 @@ def _sandbox_advance(args: argparse.Namespace) -> int:
     from orchestration.sandbox import services, world
 
     cfg = settings_module.load()
-    _print(world.advance(cfg.world_dir, args.days))
+    _print(
+        world.advance(
+            cfg.world_dir,
+            args.days,
+            sandbox_dir=cfg.sandbox_dir,  # the closed loop: what the write APIs delivered
+            campaigns_dir=cfg.campaigns_dir,
+        )
+    )
     services.reload_if_running(cfg)
     return 0
 
