@@ -1,0 +1,377 @@
+"""HTTP for the REST channels (loyalty cashback, in-store offers): sessions and outcomes.
+
+Two things every REST channel needs and must get the same way:
+
+:func:`session`
+    a ``requests.Session`` with bearer auth and JSON headers, and :data:`TIMEOUT` (connect 5 s,
+    read 30 s) applied to every request it sends, so no call can hang a dispatcher.
+:func:`classify`
+    what one attempt means for the ledger: ``ok`` (2xx), ``retryable`` with the moment to try
+    again (429: ``Retry-After`` or ``X-RateLimit-Reset``; 5xx and connection failures:
+    exponential backoff ``2**attempts`` s, at most 300 s), ``permanent`` with the provider's
+    own error text (other 4xx: dead letter), or ``unknown`` (the request may have reached the
+    provider, and retrying is not idempotent: email). For the idempotent channels
+    (``idempotent=True``: a cashback credit keyed by the contact id, an offer upsert) a read
+    timeout or a connection lost after sending is ``retryable``: the retry carries the same
+    key, so the provider applies it at most once.
+
+401/403 are not the contact's fault but ours (a wrong token): they are ``retryable`` and
+flagged ``is_auth_error`` so a sender can stop at once instead of dead-lettering a whole
+audience because of a configuration mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from orchestration.dispatch.ledger import Contact, Ledger
+from orchestration.dispatch.states import Channel, IllegalTransition, State
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0
+TIMEOUT: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
+MAX_BACKOFF_S = 300
+MAX_ERROR_TEXT = 500  # characters of a provider's error kept in the ledger
+
+Kind = Literal["ok", "retryable", "permanent", "unknown"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt means: ``kind``, the HTTP status (None without a response), the error
+    text for the ledger, when to retry, and the parsed JSON body of a 2xx answer."""
+
+    kind: Kind
+    status: int | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+    body: Any = None
+    is_auth_error: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "ok"
+
+
+class _TimeoutSession(requests.Session):
+    """A session whose requests default to ``timeout`` (requests has no session timeout)."""
+
+    def __init__(self, timeout: tuple[float, float]) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def session(
+    token: str, *, timeout: tuple[float, float] | None = None, pool_size: int = 10
+) -> requests.Session:
+    """A session sending ``Authorization: Bearer <token>`` and JSON, with timeouts on every
+    request (default :data:`TIMEOUT`, read when the session is made) and no automatic retries
+    (the ledger decides about retries, not urllib3)."""
+    made = _TimeoutSession(timeout or TIMEOUT)
+    made.headers.update(
+        {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+    )
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+    made.mount("http://", adapter)
+    made.mount("https://", adapter)
+    return made
+
+
+def backoff_seconds(attempts: int) -> int:
+    """Exponential backoff after ``attempts`` tries: 2, 4, 8... seconds, at most 300."""
+    return int(min(MAX_BACKOFF_S, 2 ** max(1, attempts)))
+
+
+def provider_error(response: requests.Response) -> str:
+    """The provider's error text: ``HTTP <status>: <message>`` from the usual JSON shapes
+    (``{"error": {"message"}}``, ``{"error": "..."}``, SendGrid's ``{"errors": [{"message"}]}``),
+    else the body's text, shortened."""
+    message: str | None = None
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        error = document.get("error")
+        errors = document.get("errors")
+        if isinstance(error, dict):
+            found = error.get("message") or error.get("code")
+            message = str(found) if found else json.dumps(error)
+        elif isinstance(error, str):
+            message = error
+        elif isinstance(errors, list) and errors:
+            parts = []
+            for item in errors:
+                if isinstance(item, dict):
+                    field = item.get("field")
+                    text = str(item.get("message"))
+                    parts.append(f"{field}: {text}" if field else text)
+                else:
+                    parts.append(str(item))
+            message = "; ".join(parts)
+    if message is None:
+        message = (response.text or response.reason or "").strip() or "no error text"
+    return f"HTTP {response.status_code}: {message}"[:MAX_ERROR_TEXT]
+
+
+def _retry_after(response: requests.Response, now: datetime) -> datetime | None:
+    """When a 429 says to come back: ``Retry-After`` (seconds or an HTTP date), else
+    ``X-RateLimit-Reset`` (unix seconds), as a moment relative to ``now``."""
+    header = response.headers.get("Retry-After")
+    if header:
+        text = header.strip()
+        if text.isdigit():
+            return now + timedelta(seconds=max(1, int(text)))
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            moment = None
+        if moment is not None:
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            wait = (moment - datetime.now(UTC)).total_seconds()
+            return now + timedelta(seconds=max(1.0, wait))
+    reset = response.headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            wait = float(reset) - time.time()
+        except ValueError:
+            return None
+        return now + timedelta(seconds=max(1.0, min(wait, 3600.0)))
+    return None
+
+
+def _is_refused(error: requests.ConnectionError) -> bool:
+    """True when no connection was made, so the request never left (refused, DNS, connect
+    timeout); False when an established connection broke (the request may have arrived)."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    text = repr(error)
+    return "NewConnectionError" in text or "Failed to establish a new connection" in text
+
+
+def classify(
+    result: requests.Response | BaseException,
+    attempts: int,
+    *,
+    idempotent: bool = True,
+    now: datetime | None = None,
+) -> Outcome:
+    """The :class:`Outcome` of one attempt (a response, or the exception the call raised).
+
+    ``attempts`` is how many tries this contact has had, this one included (the ledger's
+    ``attempts`` after the claim): it sets the backoff. ``now`` is the dispatcher's clock
+    (default: the current time); ``retry_at`` is relative to it.
+    """
+    moment = now if now is not None else datetime.now(UTC)
+    backoff = moment + timedelta(seconds=backoff_seconds(attempts))
+    if isinstance(result, requests.Response):
+        status = result.status_code
+        if 200 <= status < 300:
+            try:
+                body = result.json() if result.content else None
+            except ValueError:
+                body = None
+            return Outcome("ok", status, body=body)
+        error = provider_error(result)
+        if status == 429:
+            return Outcome("retryable", status, error, _retry_after(result, moment) or backoff)
+        if status >= 500 or status == 408:
+            return Outcome("retryable", status, error, backoff)
+        if status in (401, 403):
+            return Outcome("retryable", status, error, backoff, is_auth_error=True)
+        return Outcome("permanent", status, error)
+    name = type(result).__name__
+    text = f"{name}: {result}"[:MAX_ERROR_TEXT]
+    if isinstance(result, requests.ConnectionError) and _is_refused(result):
+        return Outcome("retryable", None, text, backoff)
+    broken = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+    if isinstance(result, broken):
+        # The request left and no answer came back: it may have been applied.
+        if idempotent:
+            return Outcome("retryable", None, text, backoff)
+        return Outcome("unknown", None, text)
+    if isinstance(result, requests.RequestException):
+        # Anything else requests raises (a broken URL, a bad header) is ours, not the contact's:
+        # retry later (the attempt limit dead-letters it if it never gets better).
+        return Outcome("retryable", None, text, backoff)
+    raise TypeError(f"cannot classify {result!r}")
+
+
+# -- the send loop of a REST channel --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One provider call for one contact (built before anything is sent)."""
+
+    method: str
+    url: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ProviderAuthError(RuntimeError):
+    """The provider refused our credentials (401/403): a configuration problem, not the
+    contacts'. They are left ``failed`` (retryable) and the run stops."""
+
+
+# Builds a contact's request, or returns the reason it cannot be sent (it is dead-lettered).
+Builder = Callable[[Contact], "PreparedRequest | str"]
+# The provider's id of what an accepted request created (credit id, offer version...).
+MessageId = Callable[[Contact, Outcome], "str | None"]
+
+COUNT_KEYS = ("claimed", "sent", "failed", "dead_lettered", "unknown")
+
+
+def send_rest_channel(
+    ledger: Ledger,
+    channel: Channel,
+    http: requests.Session,
+    build: Builder,
+    message_id: MessageId,
+    *,
+    now: datetime | None = None,
+    batch_size: int = 200,
+    limit: int | None = None,
+    campaign_id: str | None = None,
+    workers: int = 8,
+) -> dict[str, int]:
+    """Claim due contacts of ``channel`` batch by batch, call the provider for each (``workers``
+    at a time) and record every outcome in the ledger; returns the counts of the contract
+    (claimed, sent, failed, dead_lettered, unknown).
+
+    The claim clock is fixed at the start (``now``, default the current time), so a contact
+    that failed in this run (its retry time is later) is not claimed again in the same run.
+    A contact whose request cannot be built (no loyalty account, no store...) is dead-lettered
+    with the reason, without a call. Successes of a batch are marked in one transaction.
+    """
+    if batch_size <= 0:
+        raise ValueError("batch_size must be positive")
+    clock = now if now is not None else datetime.now(UTC)
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+
+    def attempt(contact: Contact) -> Outcome:
+        try:
+            prepared = build(contact)
+        except Exception as error:  # a bug or bad data: account for the contact, say why
+            log.exception("%s %s: could not build the request", channel, contact.contact_id)
+            return Outcome("permanent", None, f"could not build the request: {error!r}")
+        if isinstance(prepared, str):
+            return Outcome("permanent", None, prepared)
+        try:
+            response = http.request(
+                prepared.method, prepared.url, json=prepared.body, headers=prepared.headers
+            )
+        except requests.RequestException as error:
+            return classify(error, contact.attempts, now=clock)
+        return classify(response, contact.attempts, now=clock)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        while True:
+            wanted = batch_size if limit is None else min(batch_size, limit - counts["claimed"])
+            if wanted <= 0:
+                break
+            batch = ledger.claim(channel, wanted, clock, campaign_id=campaign_id)
+            if not batch:
+                break
+            counts["claimed"] += len(batch)
+            outcomes = list(pool.map(attempt, batch))
+            auth_errors = _record(ledger, batch, outcomes, message_id, counts, now)
+            if auth_errors:
+                raise ProviderAuthError(
+                    f"{channel}: the provider refused our credentials ({auth_errors}); "
+                    f"the batch is left failed for a retry. Counts so far: {counts}"
+                )
+    log.info("%s dispatch: %s", channel, counts)
+    return counts
+
+
+def _record(
+    ledger: Ledger,
+    batch: Sequence[Contact],
+    outcomes: Sequence[Outcome],
+    message_id: MessageId,
+    counts: dict[str, int],
+    now: datetime | None,
+) -> str | None:
+    """Write the outcomes of one batch to the ledger; returns an auth error text, if any."""
+    sent = {
+        contact.contact_id: message_id(contact, outcome)
+        for contact, outcome in zip(batch, outcomes, strict=True)
+        if outcome.ok
+    }
+    if sent:
+        try:
+            counts["sent"] += ledger.mark_sent_many(sent, now=now)
+        except IllegalTransition:  # some row left `sending` meanwhile: mark the others one by one
+            for contact_id, provider_id in sent.items():
+                try:
+                    ledger.mark_sent(contact_id, provider_id, now=now)
+                    counts["sent"] += 1
+                except IllegalTransition as problem:
+                    log.warning("could not mark %s sent: %s", contact_id, problem)
+    auth_error: str | None = None
+    for contact, outcome in zip(batch, outcomes, strict=True):
+        if outcome.ok:
+            continue
+        reason = outcome.error or outcome.kind
+        try:
+            if outcome.kind == "unknown":
+                ledger.mark_unknown(contact.contact_id, reason, now=now)
+                counts["unknown"] += 1
+                continue
+            recorded = ledger.mark_failed(
+                contact.contact_id,
+                reason,
+                outcome.kind == "retryable",
+                retry_at=outcome.retry_at,
+                now=now,
+            )
+        except IllegalTransition as problem:
+            log.warning("could not record the outcome of %s: %s", contact.contact_id, problem)
+            continue
+        if recorded.state is State.FAILED:
+            counts["failed"] += 1
+        else:
+            counts["dead_lettered"] += 1
+        if outcome.is_auth_error:
+            auth_error = reason
+    return auth_error
+
+
+__all__ = [
+    "COUNT_KEYS",
+    "CONNECT_TIMEOUT_S",
+    "MAX_BACKOFF_S",
+    "READ_TIMEOUT_S",
+    "TIMEOUT",
+    "Outcome",
+    "PreparedRequest",
+    "ProviderAuthError",
+    "backoff_seconds",
+    "classify",
+    "provider_error",
+    "send_rest_channel",
+    "session",
+]
