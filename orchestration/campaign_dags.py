@@ -296,14 +296,12 @@ def campaign_dag(campaign: Campaign) -> DAG:
             return dispatch_workers(dispatch_settings(), campaign_id, channel)
 
         @task(trigger_rule="all_done")
-        def summarise() -> dict[str, int]:
-            from orchestration import settings
-            from orchestration.dispatch import Ledger
+        def summarise() -> dict[str, Any]:
+            from orchestration.dispatch import run
 
-            with Ledger.from_settings(settings.load()) as ledger:
-                counts = ledger.counts(campaign_id=campaign_id)
-            log.info("Campaign %s dispatch: %s", campaign_id, summary_line(counts))
-            return counts
+            summary = run.summarize(dispatch_settings(), campaign_id=campaign_id, channels=channels)
+            log.info("Campaign %s dispatch: %s", campaign_id, summary["summary"])
+            return summary
 
         @task(trigger_rule="one_failed")
         def fail_if_a_task_failed() -> None:
@@ -319,7 +317,7 @@ def campaign_dag(campaign: Campaign) -> DAG:
         prepared = prepare_dispatch(handed)  # type: ignore[arg-type]
         plans, senders = [], []
         for channel in channels:
-            workers = task(task_id=f"plan_{channel}")(plan)(channel, prepared)
+            workers = task(task_id=f"plan_{channel}")(plan)(channel, prepared)  # type: ignore[arg-type]
             plans.append(workers)
             senders.append(
                 task(
@@ -374,16 +372,6 @@ def send_channel(channel: str, campaign_id: str, worker: int) -> dict[str, int]:
 
     log.info("Worker %s of %s for campaign %s", worker, channel, campaign_id)
     return dict(run.dispatch_channel(dispatch_settings(), channel, campaign_id=campaign_id))
-
-
-def summary_line(counts: dict[str, int]) -> str:
-    """The last line of a dispatch log: where every intended contact stands."""
-    return (
-        f"sent {counts.get('sent', 0):,}, suppressed {counts.get('suppressed', 0):,}, "
-        f"failed {counts.get('failed', 0):,}, dead letters {counts.get('dead_lettered', 0):,}, "
-        f"unknown {counts.get('unknown', 0):,} (pending {counts.get('pending', 0):,}, "
-        f"sending {counts.get('sending', 0):,})"
-    )
 
 
 def campaign_dags(directory: Path) -> list[DAG]:
