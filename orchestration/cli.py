@@ -189,8 +189,10 @@ def _dispatch_run(args: argparse.Namespace) -> int:
     errors = result["prepare"]["handoffs"]["errors"]
     for error in errors:
         print(f"hand-off not recorded: {error}", file=sys.stderr)
+    if result["staff_sheets_error"]:
+        print(f"staff sheets not written: {result['staff_sheets_error']}", file=sys.stderr)
     print(result["summary"])
-    return 1 if errors else 0
+    return 1 if errors or result["staff_sheets_error"] else 0
 
 
 def _dispatch_status(args: argparse.Namespace) -> int:
