@@ -274,11 +274,13 @@ def test_a_wrong_token_stops_the_run_without_dead_letters(
 # -- the outcome classification, unit by unit ------------------------------------------------
 
 
-def response(status: int, body: bytes = b"", **headers: str) -> requests.Response:
+def response(
+    status: int, body: bytes = b"", headers: dict[str, str] | None = None
+) -> requests.Response:
     made = requests.Response()
     made.status_code = status
     made._content = body
-    made.headers.update(headers)
+    made.headers.update(headers or {})
     return made
 
 
@@ -286,10 +288,10 @@ def test_classify_statuses_and_retry_times() -> None:
     assert http.classify(response(201, b'{"credit_id": "cr_1"}'), 1, now=NOW).body == {
         "credit_id": "cr_1"
     }
-    limited = http.classify(response(429, **{"Retry-After": "7"}), 1, now=NOW)
+    limited = http.classify(response(429, headers={"Retry-After": "7"}), 1, now=NOW)
     assert limited.kind == "retryable" and limited.retry_at == NOW + timedelta(seconds=7)
     reset = str(int(time.time()) + 60)
-    by_reset = http.classify(response(429, **{"X-RateLimit-Reset": reset}), 1, now=NOW)
+    by_reset = http.classify(response(429, headers={"X-RateLimit-Reset": reset}), 1, now=NOW)
     assert by_reset.retry_at is not None
     assert timedelta(seconds=55) <= by_reset.retry_at - NOW <= timedelta(seconds=61)
     assert http.classify(response(429), 3, now=NOW).retry_at == NOW + timedelta(seconds=8)
