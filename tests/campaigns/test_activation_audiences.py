@@ -38,7 +38,7 @@ END_DATE = date(2026, 11, 20)
 PROJECT_DIR = settings.REPO_ROOT / "dbt_project"
 SHIPPED = settings.REPO_ROOT / "campaigns"
 UPSTREAM = ("path:models/staging", "path:models/intermediate", "path:models/marts")
-MINE = ("path:models/triggers", "path:models/activation")
+MINE = ("path:models/dispatch", "path:models/triggers", "path:models/activation")
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ def test_dispatch_history_drives_cap_and_re_entry(activated: Activated) -> None:
             [campaign_b, customer_b, trigger_b, as_of_at],
         )
     try:
-        run_dbt(activated.cfg, activated.target_dir, "build", "--select", "path:models/activation")
+        run_dbt(activated.cfg, activated.target_dir, "build", "--select", *MINE)
         decided = dict(
             ((row[0], row[1]), row[2])
             for row in query(
