@@ -1,0 +1,230 @@
+"""`omni report` on a fixture measurement schema: what the charts and tables must show.
+
+The fixture (``builders.write_measurement_fixture``) creates the contract's tables in a private
+DuckDB warehouse with hand-made rows; the expected marks, significance labels and ROI values
+are computed here from the same inputs, by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from orchestration import cli, settings
+from orchestration.measurement.report import ReportError, write_report
+
+from .builders import LiftRow, lift_values, marks, parse_report, write_measurement_fixture
+
+CAMPAIGNS = [
+    # 10 % vs 5 % over 2,000 / 500: clearly significant.
+    LiftRow("abandoned_cart_nearby_store", 2000, 500, 200, 25, 4.0, 1.5, 300.0),
+    # 6 % vs 5 % over 400 / 100: the interval covers zero.
+    LiftRow("win_back_recovery", 400, 100, 24, 5, 1.2, 1.0, 50.0),
+    # 20 treated, 5 held out: small sample whatever the numbers say.
+    LiftRow("second_purchase_nudge", 20, 5, 10, 0, 9.0, 0.0, 2.0, is_small_sample=True),
+]
+STAGES = {"acquisition": 7, "experimentation": 5, "loyalty": 9, "retention": 3, "recovery": 4}
+TRANSITIONS = [
+    ("experimentation", "loyalty"),
+    ("experimentation", "loyalty"),
+    ("retention", "recovery"),
+    ("loyalty", "loyalty"),
+]
+PRICES = [
+    (101, "store", 19.99, 21.99, "store price differs"),
+    (102, "marketplace", 5.00, 4.50, "marketplace cheaper"),
+]
+MATURITY = [
+    ("abandoned_cart", 0.8, 0.6, 0.9, 1.0),
+    ("post_purchase", 0.5, 0.4, 0.7, 1.0),
+]
+KPIS = [
+    ("spend_per_customer_single_channel", 80.0, "EUR"),
+    ("spend_per_customer_multi_channel", 104.0, "EUR"),
+    ("web_carts_completed_in_store_share", 0.12, "share"),
+]
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> settings.Settings:
+    monkeypatch.setenv("OMNI_HOME", str(tmp_path / "omni"))
+    loaded = settings.load()
+    loaded.omni_home.mkdir(parents=True)
+    return loaded
+
+
+def full_fixture(cfg: settings.Settings) -> None:
+    write_measurement_fixture(
+        cfg.warehouse_path,
+        CAMPAIGNS,
+        stages=STAGES,
+        transitions=TRANSITIONS,
+        kpis=KPIS,
+        prices=PRICES,
+        maturity=MATURITY,
+    )
+
+
+def test_report_is_written_with_latest_copy(cfg: settings.Settings) -> None:
+    full_fixture(cfg)
+    path = write_report(cfg, today=date(2026, 11, 2))
+    assert path == cfg.omni_home / "reports" / "report-2026-11-02.html"
+    assert (path.parent / "latest.html").read_text() == path.read_text()
+    html = path.read_text()
+    assert "<script" not in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    ), "the report must be self-contained: no script, nothing fetched"
+
+
+def test_lift_forest_plot_has_one_interval_per_campaign(cfg: settings.Settings) -> None:
+    full_fixture(cfg)
+    elements = parse_report(write_report(cfg).read_text())
+    intervals = marks(elements, "lift")
+    assert sorted(mark.attrs["data-label"] for mark in intervals) == sorted(
+        row.campaign_id for row in CAMPAIGNS
+    )
+    points = [e for e in elements if e.chart == "lift" and e.attrs.get("class") == "point"]
+    assert len(points) == len(CAMPAIGNS)
+    significance = {mark.attrs["data-label"]: mark.attrs["data-significant"] for mark in intervals}
+    # By hand: only the first campaign's interval excludes zero with enough customers.
+    assert significance == {
+        "abandoned_cart_nearby_store": "true",
+        "win_back_recovery": "false",
+        "second_purchase_nudge": "false",
+    }
+    small = {mark.attrs["data-label"]: mark.attrs["data-small-sample"] for mark in intervals}
+    assert small["second_purchase_nudge"] == "true"
+    for row in CAMPAIGNS:
+        mark = next(m for m in intervals if m.attrs["data-label"] == row.campaign_id)
+        expected = lift_values(row)
+        assert float(mark.attrs["data-low"]) == pytest.approx(expected[10])
+        assert float(mark.attrs["data-high"]) == pytest.approx(expected[11])
+
+
+def test_every_chart_has_title_axis_labels_and_caption(cfg: settings.Settings) -> None:
+    full_fixture(cfg)
+    html = write_report(cfg).read_text()
+    elements = parse_report(html)
+    charts = [e.attrs["data-chart"] for e in elements if e.tag == "svg"]
+    assert set(charts) == {
+        "lift",
+        "roi-campaign",
+        "roi-channel",
+        "roi-segment",
+        "lifecycle-stages",
+        "lifecycle-flow",
+        "kpi-spend",
+        "maturity",
+    }
+    for chart in charts:
+        classes = [e.attrs.get("class", "") for e in elements if e.chart == chart]
+        assert any(e.tag == "title" for e in elements if e.chart == chart), chart
+        assert "chart-title" in classes, chart
+        assert any("x-label" in value for value in classes), chart
+        assert any("y-label" in value for value in classes), chart
+    assert html.count("<figcaption>") == len(charts)
+
+
+def test_small_and_non_significant_results_are_labelled(cfg: settings.Settings) -> None:
+    full_fixture(cfg)
+    html = write_report(cfg).read_text()
+    assert "small sample, not significant" in html
+    assert html.count('<tr class="not-significant">') == 2
+    assert html.count('<tr class="significant">') == 1
+
+
+def test_roi_bars_are_margin_minus_cost_over_cost(cfg: settings.Settings) -> None:
+    full_fixture(cfg)
+    elements = parse_report(write_report(cfg).read_text())
+    per_campaign = {
+        m.attrs["data-label"]: m.attrs["data-value"] for m in marks(elements, "roi-campaign")
+    }
+    for row in CAMPAIGNS:
+        margin = (row.margin_t - row.margin_h) * row.n_treatment
+        assert float(per_campaign[row.campaign_id]) == pytest.approx(
+            (margin - row.cost_eur) / row.cost_eur
+        )
+    # One channel (email) over all three campaigns: summed margin and cost.
+    (email,) = marks(elements, "roi-channel")
+    margin = sum((row.margin_t - row.margin_h) * row.n_treatment for row in CAMPAIGNS)
+    cost = sum(row.cost_eur for row in CAMPAIGNS)
+    assert email.attrs["data-label"] == "email"
+    assert float(email.attrs["data-value"]) == pytest.approx((margin - cost) / cost)
+    assert "muted" in email.attrs["class"]  # includes non-significant campaigns
+    assert len(marks(elements, "roi-segment")) == 1
+
+
+def test_lifecycle_flow_counts_stages_and_transitions(cfg: settings.Settings) -> None:
+    full_fixture(cfg)
+    elements = parse_report(write_report(cfg).read_text())
+    stages = {
+        m.attrs["data-label"]: float(m.attrs["data-value"])
+        for m in marks(elements, "lifecycle-stages")
+    }
+    expected = dict(STAGES)
+    for _, now in TRANSITIONS:
+        expected[now] += 1
+    assert stages == {stage: float(count) for stage, count in expected.items()}
+    cells = {
+        (m.attrs["data-from"], m.attrs["data-to"]): int(m.attrs["data-value"])
+        for m in marks(elements, "lifecycle-flow")
+    }
+    assert cells == {
+        ("experimentation", "loyalty"): 2,
+        ("retention", "recovery"): 1,
+        ("loyalty", "loyalty"): 1,
+    }
+
+
+def test_every_price_mismatch_and_maturity_score_is_listed(cfg: settings.Settings) -> None:
+    full_fixture(cfg)
+    html = write_report(cfg).read_text()
+    elements = parse_report(html)
+    assert len(marks(elements, "maturity")) == len(MATURITY) * 4
+    for product_id, channel, *_ in PRICES:
+        assert f"<td>{product_id}</td><td>{channel}</td>" in html
+    assert "2 mismatch(es)." in html
+    assert len(marks(elements, "kpi-spend")) == 2
+
+
+def test_empty_tables_render_with_every_section_saying_so(cfg: settings.Settings) -> None:
+    write_measurement_fixture(cfg.warehouse_path, [])
+    html = write_report(cfg).read_text()
+    elements = parse_report(html)
+    assert not [e for e in elements if "mark" in e.attrs.get("class", "").split()]
+    empty = [e for e in elements if e.attrs.get("data-empty") == "true"]
+    sections = [e.attrs["data-section"] for e in elements if "data-section" in e.attrs]
+    assert len(sections) == 7
+    assert len(empty) == 7  # every section says it has nothing, none crashes
+    assert "No campaign has treated or held-out customers yet" in html
+
+
+def test_a_warehouse_without_measurement_schema_still_renders(cfg: settings.Settings) -> None:
+    import duckdb
+
+    with duckdb.connect(str(cfg.warehouse_path)) as con:
+        con.execute("create schema marts")
+        con.execute(
+            "create table marts.dim_customers as select 'x' as customer_id, "
+            "'loyalty' as lifecycle_stage, date '2026-11-01' as as_of_date"
+        )
+    html = write_report(cfg).read_text()
+    assert "the warehouse has no measurement.measurement_campaign_lift" in html
+    assert len(marks(parse_report(html), "lifecycle-stages")) == 1
+
+
+def test_cli_report_out_and_missing_warehouse(
+    cfg: settings.Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["report"]) == 1
+    assert "no warehouse" in capsys.readouterr().err
+    with pytest.raises(ReportError):
+        write_report(cfg)
+    full_fixture(cfg)
+    out = tmp_path / "elsewhere" / "r.html"
+    assert cli.main(["report", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert 'data-chart="lift"' in out.read_text()
+    assert not (cfg.omni_home / "reports").exists()
