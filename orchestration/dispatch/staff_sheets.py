@@ -8,11 +8,12 @@ them (loyalty account, masked email / phone), the cart items on this store's she
 reference, size and colour when known, quantity, price), the offer code, its amount and
 conditions, the campaign's staff note and the last valid day.
 
-The content is exactly the offer the store API received (:func:`orchestration.dispatch.
-in_store.offer_body`), so the sheet and the store's offer list never disagree. Pages are
-self-contained (inline CSS, no scripts, no external assets), escaped by Jinja's autoescape (a
-customer called ``<script>`` is text), carry no timestamp of their own, and are rewritten only
-when their content changes: writing the sheets again is idempotent.
+The store's name comes from the contact's payload (``store_name``) or else, read-only, from the
+warehouse's ``marts.dim_stores``. The content is exactly the offer the store API received
+(:func:`orchestration.dispatch.in_store.offer_body`), so the sheet and the store's offer list
+never disagree. Pages are self-contained (inline CSS, no scripts, no external assets), escaped
+by Jinja's autoescape (a customer called ``<script>`` is text), carry no timestamp of their
+own, and are rewritten only when their content changes: writing them again is idempotent.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=lambda value: "" if value is None else value,
     )
 
 
@@ -137,6 +139,28 @@ def customer_entry(contact: Contact, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def warehouse_store_names(cfg: Settings) -> dict[str, str]:
+    """``{store_id: "name (city)"}`` from the warehouse's ``marts.dim_stores`` (read-only), for
+    hand-offs whose rows carry no store name; ``{}`` when the warehouse is absent or busy."""
+    if not cfg.warehouse_path.exists():
+        return {}
+    import duckdb
+
+    try:
+        with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+            rows = con.execute(
+                "select cast(store_id as varchar), store_name, city from marts.dim_stores"
+            ).fetchall()
+    except duckdb.Error as error:
+        log.info("staff sheets: no store names from the warehouse (%s)", error)
+        return {}
+    return {
+        str(store_id): f"{name} ({city})" if city else str(name)
+        for store_id, name, city in rows
+        if name
+    }
+
+
 def _write_if_changed(path: Path, text: str) -> None:
     """Atomically replace ``path`` with ``text`` unless it already holds exactly that."""
     if path.exists() and path.read_text(encoding="utf-8") == text:
@@ -148,9 +172,14 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def collect_sheets(
-    contacts: list[Contact], campaigns: dict[str, Campaign], day: date | None = None
+    contacts: list[Contact],
+    campaigns: dict[str, Campaign],
+    day: date | None = None,
+    store_names: dict[str, str] | None = None,
 ) -> dict[date, dict[str, StoreSheet]]:
-    """The sheets to write: ``{day: {store_id: StoreSheet}}`` of sent in-store contacts."""
+    """The sheets to write: ``{day: {store_id: StoreSheet}}`` of sent in-store contacts. The
+    store's name is the payload's ``store_name``, else ``store_names`` (the warehouse's)."""
+    names = store_names or {}
     sheets: dict[date, dict[str, StoreSheet]] = defaultdict(dict)
     for contact in contacts:
         when = in_store.send_day(contact)
@@ -165,7 +194,7 @@ def collect_sheets(
         key = str(store_id)
         sheet = sheets[when].get(key)
         if sheet is None:
-            sheet = sheets[when][key] = StoreSheet(key, f"Tienda {key}")
+            sheet = sheets[when][key] = StoreSheet(key, names.get(key, f"Tienda {key}"))
         if contact.payload.get("store_name"):
             sheet.name = str(contact.payload["store_name"])
         sheet.customers.append(customer_entry(contact, body))
@@ -182,7 +211,8 @@ def write_staff_sheets(ledger: Ledger, cfg: Settings, *, day: date | None = None
     the paths written (store pages, then each day's ``index.html``). A given ``day`` without
     offers still gets its (empty) index, so staff see that nobody is expected."""
     contacts = ledger.list_contacts(state=State.SENT, channel=Channel.IN_STORE)
-    sheets = collect_sheets(contacts, in_store.campaigns_by_id(cfg), day)
+    names = warehouse_store_names(cfg) if contacts else {}
+    sheets = collect_sheets(contacts, in_store.campaigns_by_id(cfg), day, names)
     if day is not None and day not in sheets:
         sheets[day] = {}
     env = _environment()
@@ -223,5 +253,6 @@ __all__ = [
     "customer_entry",
     "staff_sheets_dir",
     "store_file_stem",
+    "warehouse_store_names",
     "write_staff_sheets",
 ]

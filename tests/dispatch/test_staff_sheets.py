@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from test_in_store_channel import NOW, store_rows, use_campaigns
 
@@ -79,6 +80,7 @@ def test_one_page_per_store_and_day_with_an_index(sent: tuple[Ledger, Any]) -> N
     next_day = (root / "2026-11-21" / "7.html").read_text(encoding="utf-8")
     assert "Bruno" in next_day and "Nadie" not in next_day + page
     assert "Zapatillas running" in next_day and "42" in next_day
+    assert ">None<" not in next_day  # an item without size or colour leaves the cell empty
 
 
 def test_rewriting_is_idempotent_and_a_day_can_be_chosen(sent: tuple[Ledger, Any]) -> None:
@@ -93,6 +95,22 @@ def test_rewriting_is_idempotent_and_a_day_can_be_chosen(sent: tuple[Ledger, Any
     empty = staff_sheets.write_staff_sheets(ledger, cfg, day=date(2026, 12, 1))
     assert [path.name for path in empty] == ["index.html"]
     assert "<tbody>" in empty[0].read_text(encoding="utf-8")
+
+
+def test_store_names_come_from_the_warehouse_when_the_payload_has_none(
+    sent: tuple[Ledger, Any],
+) -> None:
+    ledger, cfg = sent
+    with duckdb.connect(str(cfg.warehouse_path)) as con:
+        con.execute("create schema marts")
+        con.execute(
+            "create table marts.dim_stores as select 8 as store_id, "
+            "'Omni <Ruzafa>' as store_name, 'Valencia' as city"
+        )
+    staff_sheets.write_staff_sheets(ledger, cfg, day=date(2026, 11, 20))
+    folder = cfg.omni_home / "staff_sheets" / "2026-11-20"
+    assert "<h1>Omni &lt;Ruzafa&gt; (Valencia)</h1>" in (folder / "8.html").read_text("utf-8")
+    assert "<h1>Omni Valencia &amp; Centro</h1>" in (folder / "7.html").read_text("utf-8")
 
 
 def test_store_ids_become_safe_distinct_file_names() -> None:
