@@ -34,9 +34,11 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import threading
 import time
 import urllib.error
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
 MAX_PERSONALIZATIONS = 1000  # SendGrid's limit per request
+DEFAULT_WORKERS = 4  # requests in flight at once
 DEFAULT_TIMEOUT_SECONDS = 30.0  # urllib's one socket timeout: connect, write and read
 MAX_BACKOFF_SECONDS = 900
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
@@ -415,34 +418,63 @@ def _groups(items: Sequence[Outgoing], size: int) -> Iterator[list[Outgoing]]:
             yield group[start : start + size]
 
 
-def _send_group(
-    client: SendGridAPIClient, group: list[Outgoing], batch: _Batch, asm_group_id: int
-) -> tuple[Outcome, list[Outgoing]]:
-    """Send one group; a 400 caused by some personalizations dead-letters those and sends the
-    others again. Returns the last outcome and the contacts it concerns (the caller puts them
-    back after a rate limit or an auth error: nothing is recorded for those here)."""
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of some contacts of one group (the ledger is written by the caller)."""
+
+    items: list[Outgoing]
+    outcome: Outcome
+
+
+def deliver(client: SendGridAPIClient, group: list[Outgoing], asm_group_id: int) -> list[Delivery]:
+    """Send one group (HTTP only: safe in a worker thread). A 400 caused by some
+    personalizations (a bad address) rejects those with their own error messages and sends
+    the others again without them: a 400 accepted nothing."""
+    deliveries: list[Delivery] = []
     while True:
         outcome = send_request(client, build_message(group, asm_group_id))
-        if outcome.kind == "sent":
-            for item in group:
-                batch.sent[item.contact.contact_id] = outcome.message_id
-        elif outcome.kind == "retry":
-            retry_at = batch.stamp + _backoff(group)
-            for item in group:
-                batch.fail(item.contact, outcome.error, retry_at)
-        elif outcome.kind == "unknown":
-            for item in group:
-                batch.unknown(item.contact, outcome.error)
-        elif outcome.kind == "rejected":
-            bad = _bad_personalizations(outcome.errors, len(group)) if len(group) > 1 else None
+        if outcome.kind == "rejected" and len(group) > 1:
+            bad = _bad_personalizations(outcome.errors, len(group))
             if bad is not None and len(bad) < len(group):
                 for index, messages in sorted(bad.items()):
-                    batch.dead_letter(group[index].contact, "SendGrid 400: " + "; ".join(messages))
+                    error = "SendGrid 400: " + "; ".join(messages)
+                    deliveries.append(Delivery([group[index]], Outcome("rejected", error=error)))
                 group = [item for index, item in enumerate(group) if index not in bad]
-                continue  # a 400 accepted nothing: the others go again without the bad ones
-            for item in group:
-                batch.dead_letter(item.contact, outcome.error)
-        return outcome, group
+                continue
+        deliveries.append(Delivery(group, outcome))
+        return deliveries
+
+
+def _record(delivery: Delivery, batch: _Batch) -> None:
+    """Write a delivery's outcome to the ledger (sent ones at the batch's flush)."""
+    outcome, items = delivery.outcome, delivery.items
+    if outcome.kind == "sent":
+        for item in items:
+            batch.sent[item.contact.contact_id] = outcome.message_id
+    elif outcome.kind == "retry":
+        retry_at = batch.stamp + _backoff(items)
+        for item in items:
+            batch.fail(item.contact, outcome.error, retry_at)
+    elif outcome.kind == "unknown":
+        for item in items:
+            batch.unknown(item.contact, outcome.error)
+    else:  # rejected
+        for item in items:
+            batch.dead_letter(item.contact, outcome.error)
+
+
+class _Clients:
+    """One SDK client per worker thread (the SDK client keeps per-call state)."""
+
+    def __init__(self, cfg: Settings, timeout: float) -> None:
+        self.cfg, self.timeout = cfg, timeout
+        self.local = threading.local()
+
+    def get(self) -> SendGridAPIClient:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = make_client(self.cfg, self.timeout)
+        return client
 
 
 def send_due(
@@ -454,16 +486,18 @@ def send_due(
     limit: int | None = None,
     campaign_id: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    workers: int = DEFAULT_WORKERS,
 ) -> dict[str, int]:
     """Send the due email contacts of the ledger (all, or ``campaign_id``'s); see the module.
 
     ``now``: the clock that decides what is due and stamps the ledger (default: the real
     one). ``batch_size``: contacts claimed at a time and most personalizations per request.
     ``limit``: stop after this many contacts. ``timeout``: seconds to wait for SendGrid.
+    ``workers``: requests in flight at once (the ledger is written by the calling thread).
     Returns ``{"claimed", "sent", "failed", "dead_lettered", "unknown"}``.
     """
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+    if batch_size < 1 or workers < 1:
+        raise ValueError("batch_size and workers must be at least 1")
     stamp = now or datetime.now(UTC)
     stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
     counts = dict.fromkeys(COUNT_KEYS, 0)
@@ -473,33 +507,58 @@ def send_due(
     for error in errors:
         log.warning("Campaign file problem (its contacts are dead-lettered): %s", error)
     by_id = {campaign.id: campaign for campaign in campaigns}
-    client = make_client(cfg, timeout)
+    clients = _Clients(cfg, timeout)
     per_request = min(batch_size, MAX_PERSONALIZATIONS)
     stop = False
-    while not stop and (limit is None or counts["claimed"] < limit):
-        wanted = batch_size if limit is None else min(batch_size, limit - counts["claimed"])
-        claimed = ledger.claim(Channel.EMAIL, wanted, stamp, campaign_id=campaign_id)
-        if not claimed:
-            break
-        counts["claimed"] += len(claimed)
-        batch = _Batch(ledger, stamp, counts)
-        try:
-            with _snapshot_or_put_back(cfg, claimed, batch) as con:
-                ready = _render_all(claimed, by_id, con, batch)
-            groups = list(_groups(ready, per_request))
-            for number, group in enumerate(groups):
-                outcome, rest = _send_group(client, group, batch, cfg.sendgrid_asm_group_id)
-                if outcome.kind in ("rate_limited", "auth"):
-                    _put_back([rest, *groups[number + 1 :]], outcome, batch)
-                    stop = True
-                    if outcome.kind == "auth":
-                        batch.flush()
-                        raise EmailAuthError(outcome.error)
-                    break
-        finally:
-            batch.flush()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sendgrid") as pool:
+        while not stop and (limit is None or counts["claimed"] < limit):
+            wanted = batch_size if limit is None else min(batch_size, limit - counts["claimed"])
+            claimed = ledger.claim(Channel.EMAIL, wanted, stamp, campaign_id=campaign_id)
+            if not claimed:
+                break
+            counts["claimed"] += len(claimed)
+            batch = _Batch(ledger, stamp, counts)
+            try:
+                with _snapshot_or_put_back(cfg, claimed, batch) as con:
+                    ready = _render_all(claimed, by_id, con, batch)
+                groups = list(_groups(ready, per_request))
+                stop = _send_groups(
+                    pool, workers, clients, groups, batch, cfg.sendgrid_asm_group_id
+                )
+            finally:
+                batch.flush()
     log.info("Email dispatch: %s", counts)
     return counts
+
+
+def _send_groups(
+    pool: ThreadPoolExecutor,
+    size: int,
+    clients: _Clients,
+    groups: Sequence[list[Outgoing]],
+    batch: _Batch,
+    asm_group_id: int,
+) -> bool:
+    """Send the groups in waves of ``size`` requests and record the outcomes. After a rate
+    limit (or an auth error) the rest is put back and True returned: stop the run."""
+    for start in range(0, len(groups), size):
+        wave = groups[start : start + size]
+        results = list(pool.map(lambda group: deliver(clients.get(), group, asm_group_id), wave))
+        stopper: Outcome | None = None
+        for deliveries in results:
+            for delivery in deliveries:
+                if delivery.outcome.kind in ("rate_limited", "auth"):
+                    _put_back([delivery.items], delivery.outcome, batch, attempted=True)
+                    stopper = stopper or delivery.outcome
+                else:
+                    _record(delivery, batch)
+        if stopper is not None:
+            _put_back(groups[start + size :], stopper, batch, attempted=False)
+            if stopper.kind == "auth":
+                batch.flush()
+                raise EmailAuthError(stopper.error)
+            return True
+    return False
 
 
 def _render_all(
@@ -533,13 +592,15 @@ def _snapshot_or_put_back(
         con.close()
 
 
-def _put_back(groups: Sequence[list[Outgoing]], outcome: Outcome, batch: _Batch) -> None:
-    """After a 429 or an auth error: the group that met it and every group not attempted yet
-    go back to ``failed`` (a 429 at ``Retry-After``; auth in a minute)."""
+def _put_back(
+    groups: Sequence[list[Outgoing]], outcome: Outcome, batch: _Batch, *, attempted: bool
+) -> None:
+    """After a 429 or an auth error: these contacts go back to ``failed`` (a 429 until
+    ``Retry-After``; auth in a minute), whether their request met it or was not attempted."""
     wait = outcome.retry_after_s if outcome.kind == "rate_limited" else 60.0
     retry_at = batch.stamp + timedelta(seconds=wait or 1.0)
-    for number, group in enumerate(groups):
-        error = outcome.error if number == 0 else f"not attempted: {outcome.error}"
+    error = outcome.error if attempted else f"not attempted: {outcome.error}"
+    for group in groups:
         for item in group:
             batch.fail(item.contact, error, retry_at)
 
@@ -549,7 +610,9 @@ __all__ = [
     "EmailAuthError",
     "EmailDispatchError",
     "Outgoing",
+    "Delivery",
     "build_message",
+    "deliver",
     "make_client",
     "render",
     "send_due",
