@@ -7,9 +7,12 @@ Runs when all three raw assets (`raw_shop`, `raw_pos`, `raw_social`) have been u
    stops the build here with a readable summary in the task log.
 2. `publish_campaigns`: the valid campaign files of `campaigns/` into `config.campaigns` (a
    broken file is logged and left out; it cannot change another campaign's audience).
-3. `dbt`: one task per dbt model (rendered by astronomer-cosmos; each task is `dbt build` of
+3. `load_dispatch`: the dispatch ledger (contacts, holdouts, SendGrid events) replaces the
+   warehouse schema `dispatch`, so every build's frequency cap, re-entry, email blocks and
+   measurement read the current contact history (`fct_campaign_contacts`).
+4. `dbt`: one task per dbt model (rendered by astronomer-cosmos; each task is `dbt build` of
    that model: run plus its tests), staging -> intermediate -> marts -> triggers -> activation.
-4. `publish`: logs rows per layer and publishes the `warehouse_marts` asset.
+5. `publish`: logs rows per layer and publishes the `warehouse_marts` asset.
 
 Every task that writes the DuckDB file holds the one-slot `warehouse` pool.
 """
@@ -46,13 +49,19 @@ def warehouse_build() -> None:
 
         return publish_campaign_files(settings.load())
 
+    @task(pool=warehouse.WAREHOUSE_POOL)
+    def load_dispatch() -> dict[str, int]:
+        from orchestration.dispatch.warehouse_load import load_dispatch as load
+
+        return load(settings.load())
+
     dbt = DbtTaskGroup(group_id="dbt", **warehouse.cosmos_task_group_args(settings.load()))
 
     @task(outlets=[assets.WAREHOUSE])
     def publish() -> dict[str, Any]:
         return warehouse.layer_counts(settings.load())
 
-    check_raw() >> publish_campaigns() >> dbt >> publish()
+    check_raw() >> publish_campaigns() >> load_dispatch() >> dbt >> publish()
 
 
 warehouse_build()

@@ -94,3 +94,15 @@ def test_dbt_models_are_rendered_as_tasks(dagbag: Any) -> None:
     dbt_tasks = {task.task_id for task in build.tasks if task.task_id.startswith("dbt.")}
     for model in ("dim_customers", "int_customers_unified", "fct_orders"):
         assert any(model in task_id for task_id in dbt_tasks), model
+
+
+def test_warehouse_build_loads_the_dispatch_ledger_before_dbt(dagbag: Any) -> None:
+    """Every build reads the current contact history: the ledger is copied in before dbt."""
+    build = dagbag.dags["warehouse_build"]
+    load = build.get_task("load_dispatch")
+    assert load.pool == warehouse.WAREHOUSE_POOL  # it writes the DuckDB file
+    assert load.upstream_task_ids == {"publish_campaigns"}
+    assert load.downstream_task_ids
+    assert all(task_id.startswith("dbt.") for task_id in load.downstream_task_ids)
+    history = {task.task_id for task in build.tasks if "fct_campaign_contacts" in task.task_id}
+    assert history and history <= load.get_flat_relative_ids(upstream=False)
