@@ -15,56 +15,18 @@ import pytest
 from orchestration import cli, settings
 from orchestration.measurement.report import ReportError, write_report
 
-from .builders import LiftRow, lift_values, marks, parse_report, write_measurement_fixture
-
-CAMPAIGNS = [
-    # 10 % vs 5 % over 2,000 / 500: clearly significant.
-    LiftRow("abandoned_cart_nearby_store", 2000, 500, 200, 25, 4.0, 1.5, 300.0),
-    # 6 % vs 5 % over 400 / 100: the interval covers zero.
-    LiftRow("win_back_recovery", 400, 100, 24, 5, 1.2, 1.0, 50.0),
-    # 20 treated, 5 held out: small sample whatever the numbers say.
-    LiftRow("second_purchase_nudge", 20, 5, 10, 0, 9.0, 0.0, 2.0, is_small_sample=True),
-]
-STAGES = {"acquisition": 7, "experimentation": 5, "loyalty": 9, "retention": 3, "recovery": 4}
-TRANSITIONS = [
-    ("experimentation", "loyalty"),
-    ("experimentation", "loyalty"),
-    ("retention", "recovery"),
-    ("loyalty", "loyalty"),
-]
-PRICES = [
-    (101, "store", 19.99, 21.99, "store price differs"),
-    (102, "marketplace", 5.00, 4.50, "marketplace cheaper"),
-]
-MATURITY = [
-    ("abandoned_cart", 0.8, 0.6, 0.9, 1.0),
-    ("post_purchase", 0.5, 0.4, 0.7, 1.0),
-]
-KPIS = [
-    ("spend_per_customer_single_channel", 80.0, "EUR"),
-    ("spend_per_customer_multi_channel", 104.0, "EUR"),
-    ("web_carts_completed_in_store_share", 0.12, "share"),
-]
-
-
-@pytest.fixture
-def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> settings.Settings:
-    monkeypatch.setenv("OMNI_HOME", str(tmp_path / "omni"))
-    loaded = settings.load()
-    loaded.omni_home.mkdir(parents=True)
-    return loaded
-
-
-def full_fixture(cfg: settings.Settings) -> None:
-    write_measurement_fixture(
-        cfg.warehouse_path,
-        CAMPAIGNS,
-        stages=STAGES,
-        transitions=TRANSITIONS,
-        kpis=KPIS,
-        prices=PRICES,
-        maturity=MATURITY,
-    )
+from .builders import (
+    CAMPAIGNS,
+    MATURITY,
+    PRICES,
+    STAGES,
+    TRANSITIONS,
+    full_fixture,
+    lift_values,
+    marks,
+    parse_report,
+    write_measurement_fixture,
+)
 
 
 def test_report_is_written_with_latest_copy(cfg: settings.Settings) -> None:
