@@ -157,11 +157,11 @@ def record_outbox(
     return result
 
 
-def _poll_events(ledger: Ledger, cfg: Settings) -> dict[str, Any]:
+def _poll_events(ledger: Ledger, cfg: Settings, now: datetime | None) -> dict[str, Any]:
     from orchestration.dispatch import email_events
 
     try:
-        return dict(email_events.poll_email_events(ledger, cfg))
+        return dict(email_events.poll_email_events(ledger, cfg, now=now))
     except requests.RequestException as error:  # SendGrid's feed is down: reconcile next run
         log.warning("Dispatch: email events not polled (%s); unknown emails wait", error)
         return {"error": str(error)}
@@ -179,7 +179,7 @@ def _prepare(
     recovered = {
         channel.value: ledger.recover_stale(channel, stale_after, now) for channel in channels
     }
-    events = _poll_events(ledger, cfg) if Channel.EMAIL in channels else {}
+    events = _poll_events(ledger, cfg, now) if Channel.EMAIL in channels else {}
     handoffs = record_outbox(ledger, cfg, campaign_id=campaign_id, now=now)
     checked = offer_check.check_pending(ledger, cfg, campaign_id=campaign_id)
     return {
@@ -251,10 +251,15 @@ def _summarize(
     write_sheets: bool,
 ) -> dict[str, Any]:
     sheets: list[str] = []
+    sheets_error: str | None = None
     if write_sheets and Channel.IN_STORE in channels:
         from orchestration.dispatch.staff_sheets import write_staff_sheets
 
-        sheets = [str(path) for path in write_staff_sheets(ledger, cfg)]
+        try:
+            sheets = [str(path) for path in write_staff_sheets(ledger, cfg)]
+        except Exception as error:  # noqa: BLE001 - every send is recorded: report, then count
+            log.exception("Dispatch: staff sheets not written")
+            sheets_error = f"{type(error).__name__}: {error}"
     by_channel = {
         channel.value: ledger.counts(campaign_id=campaign_id, channel=channel)
         for channel in channels
@@ -266,7 +271,13 @@ def _summarize(
         log.info("Dispatch %s: %s", channel, summary_line(counts))
     line = summary_line(totals)
     log.info("%s", line)
-    return {"by_channel": by_channel, "totals": totals, "staff_sheets": sheets, "summary": line}
+    return {
+        "by_channel": by_channel,
+        "totals": totals,
+        "staff_sheets": sheets,
+        "staff_sheets_error": sheets_error,
+        "summary": line,
+    }
 
 
 def summarize(
@@ -278,7 +289,8 @@ def summarize(
 ) -> dict[str, Any]:
     """Write the staff sheets and log the ledger's counts per channel and state; the last
     line logged (and ``summary``) is ``sent N, suppressed N, failed N, dead letters N,
-    unknown N``."""
+    unknown N``. A staff sheet failure is logged and returned as ``staff_sheets_error`` (every
+    send is already recorded; the counts are still logged)."""
     with Ledger.from_settings(cfg) as ledger:
         return _summarize(
             ledger,
