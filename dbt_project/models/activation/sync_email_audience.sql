@@ -18,6 +18,7 @@ final as (
         decisions.email,
         decisions.first_name,
         decisions.store_id,
+        decisions.distance_km,
         decisions.offer_id,
         decisions.offer_kind,
         decisions.offer_value,
