@@ -18,6 +18,11 @@ Two things every REST channel needs and must get the same way:
 401/403 are not the contact's fault but ours (a wrong token): they are ``retryable`` and
 flagged ``is_auth_error`` so a sender can stop at once instead of dead-lettering a whole
 audience because of a configuration mistake.
+
+:func:`send_rest_channel`
+    the loop both channels share: claim a batch, build each contact's request (or the reason it
+    cannot be sent), call the provider a few at a time, classify, record the outcomes in the
+    ledger (successes of a batch in one transaction), until nothing is due or ``limit``.
 """
 
 from __future__ import annotations
