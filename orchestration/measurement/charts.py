@@ -10,7 +10,7 @@ report's inline CSS (class names only here). Every text is escaped.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -285,16 +285,22 @@ def matrix_chart(
     title: str,
     row_names: Sequence[str],
     column_names: Sequence[str],
-    counts: dict[tuple[str, str], int],
+    values: Mapping[tuple[str, str], float],
     *,
     x_label: str,
     y_label: str,
     caption: str,
+    fmt: Formatter = plain,
+    maximum: float | None = None,
 ) -> str:
-    """A from -> to matrix of counts (darker = more), one mark per non-empty cell."""
-    cell_width = min(90.0, (WIDTH - LABEL_WIDTH - 20) / max(len(column_names), 1))
+    """A rows x columns matrix (darker = larger), one mark per cell that has a value.
+
+    Used for from -> to counts (``maximum`` None: the largest count is darkest) and for scores
+    on a fixed scale (``maximum`` 100). A cell without a value is drawn empty.
+    """
+    cell_width = min(110.0, (WIDTH - LABEL_WIDTH - 20) / max(len(column_names), 1))
     height = TOP + 24 + ROW_HEIGHT * len(row_names) + BOTTOM
-    most = max(counts.values(), default=0) or 1
+    most = maximum or max(values.values(), default=0) or 1
     grid_top = TOP + 24
     svg = _open(chart_id, title, height)
     for column, name in enumerate(column_names):
@@ -307,21 +313,23 @@ def matrix_chart(
         y = grid_top + ROW_HEIGHT * row
         svg.append(_row_label(row_name, y + ROW_HEIGHT / 2))
         for column, column_name in enumerate(column_names):
-            count = counts.get((row_name, column_name), 0)
+            value = values.get((row_name, column_name))
             x = LABEL_WIDTH + cell_width * column
+            shade = 0.0 if value is None else max(0.0, min(1.0, value / most))
             svg.append(
                 f'<rect class="cell" x="{x:.1f}" y="{y}" width="{cell_width - 2:.1f}" '
-                f'height="{ROW_HEIGHT - 2}" fill-opacity="{0.08 + 0.92 * count / most:.2f}"/>'
+                f'height="{ROW_HEIGHT - 2}" fill-opacity="{0.06 + 0.8 * shade:.2f}"/>'
             )
-            if count:
-                svg.append(
-                    f'<g class="mark cell-mark" data-from="{escape(row_name)}" '
-                    f'data-to="{escape(column_name)}" data-value="{count}">'
-                    f'<text class="cell-label" x="{x + cell_width / 2:.1f}" '
-                    f'y="{y + ROW_HEIGHT / 2 + 3}" text-anchor="middle">{count}'
-                    f"<title>{escape(row_name)} -> {escape(column_name)}: {count}</title>"
-                    "</text></g>"
-                )
+            if value is None:
+                continue
+            svg.append(
+                f'<g class="mark cell-mark" data-from="{escape(row_name)}" '
+                f'data-to="{escape(column_name)}" data-value="{value}">'
+                f'<text class="cell-label" x="{x + cell_width / 2:.1f}" '
+                f'y="{y + ROW_HEIGHT / 2 + 3}" text-anchor="middle">{escape(fmt(value))}'
+                f"<title>{escape(row_name)} / {escape(column_name)}: {escape(fmt(value))}</title>"
+                "</text></g>"
+            )
     grid_bottom = grid_top + ROW_HEIGHT * len(row_names)
     middle = LABEL_WIDTH + cell_width * len(column_names) / 2
     svg.append(

@@ -135,7 +135,7 @@ class ReportData:
 
     lift: list[dict[str, Any]] | None
     stage_counts: dict[str, int] | None
-    transitions: dict[tuple[str, str], int] | None
+    transitions: dict[tuple[str, str], float] | None
     kpis: list[dict[str, Any]] | None
     prices: list[dict[str, Any]] | None
     maturity: list[dict[str, Any]] | None
@@ -183,7 +183,7 @@ def _stage_counts(con: Any) -> tuple[dict[str, int] | None, Any]:
     return counts, as_of[0] if as_of else None
 
 
-def _transitions(con: Any) -> dict[tuple[str, str], int] | None:
+def _transitions(con: Any) -> dict[tuple[str, str], float] | None:
     """Assignments counted by (stage at assignment, stage now)."""
     assignments = tables.find_table(con, "measurement_assignments", ("measurement",))
     dim = tables.find_table(con, "dim_customers", ("marts",))
@@ -197,7 +197,7 @@ def _transitions(con: Any) -> dict[tuple[str, str], int] | None:
         f"join {dim} as customers on customers.customer_id = assignments.customer_id "
         f"where assignments.lifecycle_stage is not null group by 1, 2"
     ).fetchall()
-    return {(str(before), str(now)): int(count) for before, now, count in found}
+    return {(str(before), str(now)): float(count) for before, now, count in found}
 
 
 def _read_true_effects(cfg: Settings, data: ReportData) -> None:
@@ -473,6 +473,7 @@ def lifecycle_section(data: ReportData) -> Section:
             data.transitions,
             x_label="stage today",
             y_label="stage at assignment",
+            fmt=lambda value: f"{value:.0f}",
             caption=(
                 "Assignments (treated and held out) counted by the customer's lifecycle stage "
                 "when the campaign assigned them and their stage today; the diagonal stayed put."
@@ -482,26 +483,13 @@ def lifecycle_section(data: ReportData) -> Section:
     return section
 
 
-def _label_columns(found: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """Text columns (labels) and numeric columns (values) of a result."""
-    labels, numbers = [], []
-    for column in found[0]:
-        values = [row[column] for row in found if row[column] is not None]
-        if values and all(
-            _float(value) is not None and not isinstance(value, bool) for value in values
-        ):
-            numbers.append(column)
-        elif values and all(isinstance(value, str) for value in values):
-            labels.append(column)
-    return labels, numbers
-
-
 def kpi_section(data: ReportData) -> Section:
     section = Section(
         "kpis",
         "Omnichannel KPIs",
         "Spend of single- against multi-channel customers, abandoned web carts completed in a "
-        "store and how fast, journeys that continued on another channel.",
+        "store and how fast, journeys that continued on another channel. Each KPI shows the "
+        "numerator and denominator it was computed from.",
     )
     if data.kpis is None:
         section.empty = (
@@ -511,29 +499,51 @@ def kpi_section(data: ReportData) -> Section:
     if not data.kpis:
         section.empty = "The omnichannel KPIs are empty (no orders or contacts measured yet)."
         return section
-    section.tables.append(_generic_table("omnichannel KPIs", data.kpis))
-    labels, numbers = _label_columns(data.kpis)
-    value_column = next((name for name in ("value", "kpi_value") if name in numbers), None)
-    label_column = next(
-        (name for name in ("kpi", "kpi_name", "name", "metric") if name in labels), None
+    by_unit: dict[str, list[dict[str, Any]]] = {}
+    for row in data.kpis:
+        by_unit.setdefault(str(row.get("unit")).lower(), []).append(row)
+    uplift = next(
+        (
+            _float(row.get("value"))
+            for row in data.kpis
+            if row.get("kpi") == "multi_channel_spend_uplift"
+        ),
+        None,
     )
-    spend = [
-        row
-        for row in data.kpis
-        if label_column and value_column and "spend" in str(row[label_column]).lower()
-    ]
-    if spend and label_column and value_column:
+    spend = [row for row in by_unit.get("eur", []) if "kpi" in row]
+    if spend:
+        caption = "Net spend per buying customer, by whether they buy on one channel or on both."
+        if uplift is not None:
+            caption += (
+                f" Multi-channel customers spend {uplift * 100:+.0f} % (seed 001 cites +15-30 %)."
+            )
         section.charts.append(
             charts.bar_chart(
                 "kpi-spend",
-                "Spend per customer",
-                [charts.Bar(str(row[label_column]), _float(row[value_column])) for row in spend],
+                "Spend per customer: single against multi-channel",
+                [charts.Bar(str(row["kpi"]), _float(row.get("value"))) for row in spend],
                 x_label="EUR per customer",
                 y_label="customers",
-                caption="Spend per customer by how many channels the customer buys on.",
+                caption=caption,
                 fmt=charts.euros,
             )
         )
+    shares = [row for row in by_unit.get("share", []) if "kpi" in row]
+    if shares:
+        section.charts.append(
+            charts.bar_chart(
+                "kpi-shares",
+                "Journeys across channels (shares)",
+                [charts.Bar(str(row["kpi"]), _float(row.get("value"))) for row in shares],
+                x_label="share",
+                y_label="KPI",
+                caption="Shares: carts completed in a store or online, contacts whose journey "
+                "continued on another channel, products with a price mismatch. n/a: nothing to "
+                "count yet (zero denominator).",
+                fmt=charts.ratio,
+            )
+        )
+    section.tables.append(_generic_table("omnichannel KPIs", data.kpis))
     return section
 
 
@@ -560,7 +570,11 @@ def price_section(data: ReportData) -> Section:
     if not mismatches:
         section.empty = "No price mismatch: every channel shows the same price."
         return section
-    section.tables.append(_generic_table("price mismatches", mismatches))
+    shown = [
+        {name: value for name, value in row.items() if name != "price_mismatch_id"}
+        for row in mismatches
+    ]
+    section.tables.append(_generic_table("price mismatches", shown))
     section.notes.append(f"{len(mismatches)} mismatch(es).")
     return section
 
@@ -569,8 +583,9 @@ def maturity_section(data: ReportData) -> Section:
     section = Section(
         "maturity",
         "Omnichannel maturity",
-        "A score per journey type on availability, persistence, traceability and history "
-        "(seed 002), each from a measurable proxy documented next to the model.",
+        "A score (0-100) per journey type on availability, persistence, traceability and "
+        "history (seed 002): the share of the journey's instances that pass a measurable "
+        "proxy, listed in the table.",
     )
     if data.maturity is None:
         section.empty = (
@@ -580,30 +595,36 @@ def maturity_section(data: ReportData) -> Section:
     if not data.maturity:
         section.empty = "The maturity scores are empty."
         return section
-    labels, numbers = _label_columns(data.maturity)
-    scores = [
+    if not {"journey_type", "dimension", "score"} <= set(data.maturity[0]):
+        section.tables.append(_generic_table("maturity scores", data.maturity))
+        return section
+    journeys = sorted({str(row["journey_type"]) for row in data.maturity})
+    dimensions = [
         name
-        for name in numbers
-        if "score" in name or name in ("availability", "persistence", "traceability", "history")
-    ] or numbers
-    bars = []
+        for name in ("availability", "persistence", "traceability", "history")
+        if any(str(row["dimension"]) == name for row in data.maturity)
+    ]
+    dimensions += sorted({str(row["dimension"]) for row in data.maturity} - set(dimensions))
+    scores: dict[tuple[str, str], float] = {}
     for row in data.maturity:
-        label = " · ".join(str(row[name]) for name in labels) or "journey"
-        for name in scores:
-            shown = label if len(scores) == 1 else f"{label} · {name}"
-            bars.append(charts.Bar(shown, _float(row[name])))
-    if bars:
-        section.charts.append(
-            charts.bar_chart(
-                "maturity",
-                "Maturity score per journey",
-                bars,
-                x_label="score",
-                y_label="journey and dimension",
-                caption="Maturity score per journey type and dimension "
-                "(measurement_maturity_scores); the proxies are described in the table.",
-            )
+        score = _float(row["score"])
+        if score is not None:
+            scores[(str(row["journey_type"]), str(row["dimension"]))] = score
+    section.charts.append(
+        charts.matrix_chart(
+            "maturity",
+            "Maturity score per journey type and dimension",
+            journeys,
+            dimensions,
+            scores,
+            x_label="dimension",
+            y_label="journey type",
+            caption="Score 0-100 (darker = more mature); an empty cell: the journey has no "
+            "instance yet. The proxy of each dimension is in the table below.",
+            fmt=lambda value: f"{value:.0f}",
+            maximum=100.0,
         )
+    )
     section.tables.append(_generic_table("maturity scores", data.maturity))
     return section
 

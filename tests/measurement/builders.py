@@ -109,9 +109,9 @@ def write_measurement_fixture(
     *,
     stages: dict[str, int] | None = None,
     transitions: Sequence[tuple[str, str]] = (),
-    kpis: Sequence[tuple[str, float, str]] = (),
-    prices: Sequence[tuple[int, str, float, float, str]] = (),
-    maturity: Sequence[tuple[str, float, float, float, float]] = (),
+    kpis: Sequence[tuple[str, str, float | None, float, float]] = (),
+    prices: Sequence[tuple[int, str, str, str | None, float, float]] = (),
+    maturity: Sequence[tuple[str, str, float | None, int, int]] = (),
 ) -> None:
     """Create marts.dim_customers and the measurement schema in ``warehouse`` (a new file).
 
@@ -159,29 +159,39 @@ def write_measurement_fixture(
                     list(lift_values(row, dimension, value)),
                 )
         con.execute(
-            "create table measurement.measurement_omnichannel_kpis (kpi varchar, value double, "
-            "unit varchar)"
+            "create table measurement.measurement_omnichannel_kpis (kpi varchar, unit varchar, "
+            "value double, numerator double, denominator double)"
         )
         if kpis:
             con.executemany(
-                "insert into measurement.measurement_omnichannel_kpis values (?, ?, ?)", kpis
+                "insert into measurement.measurement_omnichannel_kpis values (?, ?, ?, ?, ?)", kpis
             )
         con.execute(
-            "create table measurement.measurement_price_consistency (product_id bigint, "
-            "channel varchar, reference_price double, channel_price double, note varchar)"
+            "create table measurement.measurement_price_consistency (price_mismatch_id varchar, "
+            "product_id bigint, sku varchar, title varchar, category varchar, channel_a varchar, "
+            "channel_b varchar, marketplace varchar, compared_record_id varchar, "
+            "price_a_eur double, price_b_eur double, difference_eur double, "
+            "difference_pct double)"
         )
         if prices:
             con.executemany(
-                "insert into measurement.measurement_price_consistency values (?, ?, ?, ?, ?)",
-                prices,
+                "insert into measurement.measurement_price_consistency values "
+                "(md5(cast(? as varchar) || ?), ?, 'SKU', 'A product', 'shoes', ?, ?, ?, 'r1', "
+                "?, ?, round(? - ?, 2), round(100 * (? - ?) / ?, 2))",
+                [
+                    (pid, b, pid, a, b, market, pa, pb, pb, pa, pb, pa, pa)
+                    for pid, a, b, market, pa, pb in prices
+                ],
             )
         con.execute(
             "create table measurement.measurement_maturity_scores (journey_type varchar, "
-            "availability double, persistence double, traceability double, history double)"
+            "dimension varchar, score double, numerator bigint, denominator bigint, "
+            "proxy varchar)"
         )
         if maturity:
             con.executemany(
-                "insert into measurement.measurement_maturity_scores values (?, ?, ?, ?, ?)",
+                "insert into measurement.measurement_maturity_scores values "
+                "(?, ?, ?, ?, ?, 'a documented proxy')",
                 maturity,
             )
 
@@ -250,18 +260,27 @@ TRANSITIONS = [
     ("retention", "recovery"),
     ("loyalty", "loyalty"),
 ]
-PRICES = [
-    (101, "store", 19.99, 21.99, "store price differs"),
-    (102, "marketplace", 5.00, 4.50, "marketplace cheaper"),
+PRICES = [  # product_id, channel_a, channel_b, marketplace, price_a_eur, price_b_eur
+    (101, "web", "store", None, 19.99, 21.99),
+    (102, "web", "marketplace", "amazon", 5.00, 4.50),
 ]
-MATURITY = [
-    ("abandoned_cart", 0.8, 0.6, 0.9, 1.0),
-    ("post_purchase", 0.5, 0.4, 0.7, 1.0),
+MATURITY = [  # journey_type, dimension, score, numerator, denominator
+    ("abandoned_cart", "availability", 80.0, 8, 10),
+    ("abandoned_cart", "persistence", 100.0, 10, 10),
+    ("abandoned_cart", "traceability", 60.0, 6, 10),
+    ("abandoned_cart", "history", 40.0, 4, 10),
+    ("campaign_contact", "availability", None, 0, 0),  # no instance yet
+    ("campaign_contact", "persistence", None, 0, 0),
+    ("campaign_contact", "traceability", None, 0, 0),
+    ("campaign_contact", "history", None, 0, 0),
 ]
-KPIS = [
-    ("spend_per_customer_single_channel", 80.0, "EUR"),
-    ("spend_per_customer_multi_channel", 104.0, "EUR"),
-    ("web_carts_completed_in_store_share", 0.12, "share"),
+KPIS = [  # kpi, unit, value, numerator, denominator
+    ("spend_per_customer_single_channel", "eur", 80.0, 8000.0, 100.0),
+    ("spend_per_customer_multi_channel", "eur", 104.0, 5200.0, 50.0),
+    ("multi_channel_spend_uplift", "ratio", 0.3, 104.0, 80.0),
+    ("abandoned_cart_store_completion_share", "share", 0.12, 12.0, 100.0),
+    ("abandoned_cart_store_completion_median_hours", "hours", 26.5, None, 12.0),
+    ("contact_cross_channel_continuation_share", "share", None, 0.0, 0.0),
 ]
 
 

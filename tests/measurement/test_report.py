@@ -17,6 +17,7 @@ from orchestration.measurement.report import ReportError, write_report
 
 from .builders import (
     CAMPAIGNS,
+    KPIS,
     MATURITY,
     PRICES,
     STAGES,
@@ -78,6 +79,7 @@ def test_every_chart_has_title_axis_labels_and_caption(cfg: settings.Settings) -
         "lifecycle-stages",
         "lifecycle-flow",
         "kpi-spend",
+        "kpi-shares",
         "maturity",
     }
     for chart in charts:
@@ -130,7 +132,7 @@ def test_lifecycle_flow_counts_stages_and_transitions(cfg: settings.Settings) ->
         expected[now] += 1
     assert stages == {stage: float(count) for stage, count in expected.items()}
     cells = {
-        (m.attrs["data-from"], m.attrs["data-to"]): int(m.attrs["data-value"])
+        (m.attrs["data-from"], m.attrs["data-to"]): float(m.attrs["data-value"])
         for m in marks(elements, "lifecycle-flow")
     }
     assert cells == {
@@ -140,15 +142,36 @@ def test_lifecycle_flow_counts_stages_and_transitions(cfg: settings.Settings) ->
     }
 
 
-def test_every_price_mismatch_and_maturity_score_is_listed(cfg: settings.Settings) -> None:
+def test_every_price_mismatch_maturity_score_and_kpi_is_shown(cfg: settings.Settings) -> None:
     full_fixture(cfg)
     html = write_report(cfg).read_text()
     elements = parse_report(html)
-    assert len(marks(elements, "maturity")) == len(MATURITY) * 4
-    for product_id, channel, *_ in PRICES:
-        assert f"<td>{product_id}</td><td>{channel}</td>" in html
+    scores = {
+        (mark.attrs["data-from"], mark.attrs["data-to"]): float(mark.attrs["data-value"])
+        for mark in marks(elements, "maturity")
+    }
+    assert scores == {
+        (journey, dimension): score
+        for journey, dimension, score, *_ in MATURITY
+        if score is not None
+    }
+    for product_id, channel_a, channel_b, *_ in PRICES:
+        assert f"<td>{product_id}</td><td>SKU</td><td>A product</td><td>shoes</td>" in html
+        assert f"<td>{channel_a}</td><td>{channel_b}</td>" in html
     assert "2 mismatch(es)." in html
-    assert len(marks(elements, "kpi-spend")) == 2
+    spend = {m.attrs["data-label"]: m.attrs["data-value"] for m in marks(elements, "kpi-spend")}
+    assert spend == {
+        "spend_per_customer_single_channel": "80.0",
+        "spend_per_customer_multi_channel": "104.0",
+    }
+    assert "Multi-channel customers spend +30 %" in html
+    shares = {m.attrs["data-label"]: m.attrs["data-value"] for m in marks(elements, "kpi-shares")}
+    assert shares == {
+        "abandoned_cart_store_completion_share": "0.12",
+        "contact_cross_channel_continuation_share": "",  # zero denominator: n/a, no bar
+    }
+    for kpi, unit, *_ in KPIS:  # every KPI in the table, with its unit
+        assert f"<td>{kpi}</td><td>{unit}</td>" in html
 
 
 def test_empty_tables_render_with_every_section_saying_so(cfg: settings.Settings) -> None:
