@@ -20,10 +20,11 @@ A value is the relative uplift of a contacted person's purchase probability (web
 from the UTC day of the contact for ``effect_days`` days; a person contacted by several
 campaigns gets the largest. Persons whose probability is zero (prospects who never bought,
 lapsed customers) stay at zero. Besides the uplift, the loop redeems: an active cashback credit
-is used up by the holder's next identified store sale (a Square order discount), and an offer
-code received by email is entered, with probability ``code_redemption_rate``, on the
-recipient's online orders within the offer's validity (a Shopify ``discount_codes`` entry),
-once per person and offer. Everything is a pure function of the journals, the world's seed
+is used up by the first identified store sale the simulator makes for its holder (a Square
+order discount; a sale dated days ahead, like a cart bought in store later, may come first),
+and an offer code received by email is entered, with probability ``code_redemption_rate``, on
+the recipient's online orders within the offer's validity (a Shopify ``discount_codes``
+entry), once per person and offer. Everything is a pure function of the journals, the world's seed
 and the day, so the same inputs give the same world.
 """
 
