@@ -10,7 +10,7 @@ import pytest
 
 from orchestration import settings, warehouse
 
-EXPECTED_DAGS = {"ingest_shop", "ingest_pos", "ingest_social", "warehouse_build"}
+EXPECTED_DAGS = {"ingest_shop", "ingest_pos", "ingest_social", "warehouse_build", "measurement"}
 
 
 class _ForbiddenAtParseTime(AssertionError):
