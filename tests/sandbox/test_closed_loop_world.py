@@ -434,7 +434,11 @@ def test_unmappable_entries_are_skipped_with_a_log_line(
     sandbox = tmp_path / "sandbox"
     message = email_message([("nadie@ninguna-parte.es", "cust-x")], CONTACT_AT, CAMPAIGN)
     message["recipients"].append("not a recipient")
-    write_jsonl(sandbox / closed_loop.MESSAGES, [message, {"recipients": None}])
+    shop, _ = persons_by_channel(world_dir)
+    bounced = email_message([(shop[min(shop)]["email"].strip(), "cust-b")], CONTACT_AT, CAMPAIGN)
+    sg_id = bounced["recipients"][0]["sg_message_id"]
+    bounced["events"] = [{"event": "bounce", "sg_message_id": sg_id}]  # never seen: no effect
+    write_jsonl(sandbox / closed_loop.MESSAGES, [message, {"recipients": None}, bounced])
     (sandbox / closed_loop.MESSAGES).open("a").write('{"torn": \n')
     credits = [
         credit_record("LA99999999", 1, CONTACT_AT),
@@ -456,6 +460,7 @@ def test_unmappable_entries_are_skipped_with_a_log_line(
     skipped = summary["closed_loop"]["skipped"]
     assert skipped == {"email": 3, "loyalty_credit": 2, "store_offer": 1}
     assert summary["closed_loop"]["contacts"] == 1  # the offer mapped through its conditions
+    assert summary["closed_loop"]["undelivered_emails"] == 1
     lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert any("nadie@ninguna-parte.es" in line for line in lines)
     assert any("LA99999999" in line for line in lines)

@@ -231,13 +231,15 @@ def advance(
         writer.add(table, load_pending(pending_dir, table))
     first = (old_end - model.start_date).days + 1
     bases = Bases(shop, pos, listings)
-    loop = closed_loop.build(
-        sandbox_dir,
-        world_dir,
-        model.persons.person_id,
-        [shop, pos, latest(world_dir, "persons", "person_id", "created_at")],
-        campaigns_dir,
-    )
+    loop = None
+    if closed_loop.has_inputs(sandbox_dir, world_dir):
+        loop = closed_loop.build(
+            sandbox_dir,
+            world_dir,
+            model.persons.person_id,
+            [shop, pos, latest(world_dir, "persons", "person_id", "created_at")],
+            campaigns_dir,
+        )
     _simulate(model, bases, writer, range(first, first + days), uplift, True, loop)
     if loop is not None:
         loop.save(world_dir / model_module.STATE_DIR)

@@ -295,6 +295,7 @@ class ClosedLoop:
     used_codes: set[tuple[int, str]] = field(default_factory=set)
     skipped: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    undelivered: int = 0
 
     # -- the purchase uplift -------------------------------------------------------------
     def uplift(self, day: date, n_persons: int) -> np.ndarray:
@@ -318,9 +319,10 @@ class ClosedLoop:
         self, person: np.ndarray, created: np.ndarray, total: np.ndarray
     ) -> list[tuple[int, Credit, float]]:
         """(sale index, credit, amount) for sales by holders of active credits, time order."""
-        holders = [i for i in np.argsort(created, kind="stable") if int(person[i]) in self.credits]
+        order = np.argsort(created, kind="stable")
+        holding = np.isin(person[order], np.fromiter(self.credits, np.int64, len(self.credits)))
         redeemed = []
-        for sale in holders:
+        for sale in order[holding]:
             remaining = round(float(total[sale]), 2)
             for credit in self.credits[int(person[sale])]:
                 if credit.credit_id in self.redeemed_credits or remaining <= 0:
@@ -344,10 +346,11 @@ class ClosedLoop:
     ) -> list[tuple[int, Code, float, str]]:
         """(order index, code, amount, Shopify type) for orders where a code was entered."""
         used = []
-        for order in np.argsort(created, kind="stable"):
-            codes = self.codes.get(int(person[order]), [])
-            person_id = int(self.person_ids[int(person[order])]) if codes else 0
-            for code in codes:
+        ordered = np.argsort(created, kind="stable")
+        holding = np.isin(person[ordered], np.fromiter(self.codes, np.int64, len(self.codes)))
+        for order in ordered[holding]:
+            person_id = int(self.person_ids[int(person[order])])
+            for code in self.codes[int(person[order])]:
                 if (person_id, code.offer_id) in self.used_codes:
                     continue
                 if not code.from_us <= int(created[order]) < code.until_us:
@@ -381,6 +384,7 @@ class ClosedLoop:
             "credits_redeemed": self.counts.get("credits_redeemed", 0),
             "codes_redeemed": self.counts.get("codes_redeemed", 0),
             "skipped": dict(sorted(self.skipped.items())),
+            "undelivered_emails": self.undelivered,
         }
 
 
@@ -405,6 +409,7 @@ class _Reader:
         self.credits: dict[int, list[Credit]] = {}
         self.codes: dict[int, list[Code]] = {}
         self.skipped: dict[str, int] = {}
+        self.undelivered = 0
 
     def skip(self, what: str, why: str, record: Any) -> None:
         self.skipped[what] = self.skipped.get(what, 0) + 1
@@ -414,12 +419,22 @@ class _Reader:
         for message in messages:
             recipients = message.get("recipients")
             accepted = message.get("accepted_at")
+            events = message.get("events")
+            events = events if isinstance(events, list) else []
+            undelivered = {
+                event.get("sg_message_id")
+                for event in events
+                if isinstance(event, dict) and event.get("event") in ("bounce", "dropped")
+            }
             if not isinstance(recipients, list):
                 self.skip("email", "no recipients", message.get("message_id"))
                 continue
             for recipient in recipients:
                 if not isinstance(recipient, dict):
                     self.skip("email", "recipient is not an object", recipient)
+                    continue
+                if recipient.get("sg_message_id") in undelivered:
+                    self.undelivered += 1  # bounced: the person never saw it
                     continue
                 args = recipient.get("custom_args") or {}
                 args = args if isinstance(args, dict) else {}
@@ -523,6 +538,14 @@ class _Reader:
         return self.customer_person.get(str(customer)) if customer is not None else None
 
 
+def has_inputs(sandbox_dir: Path | None, world_dir: Path) -> bool:
+    """Whether there is anything to close the loop with (effects.json or a journal)."""
+    if sandbox_dir is None:
+        return False
+    journals = (Path(sandbox_dir) / name for name in (MESSAGES, CREDITS, OFFERS))
+    return (Path(world_dir) / EFFECTS_FILE).exists() or any(path.exists() for path in journals)
+
+
 def build(
     sandbox_dir: Path | None,
     world_dir: Path,
@@ -559,6 +582,7 @@ def build(
         codes=reader.codes,
         person_ids=person_ids,
         skipped=reader.skipped,
+        undelivered=reader.undelivered,
     )
     state = world_dir / "_state" / STATE_FILE
     if state.exists():
