@@ -136,40 +136,55 @@ data_through as (
 -- redemption to the contact whose loyalty credit it used (credit_id = the ledger's provider
 -- id of the credit), else to the latest assignment of the customer's loyalty account with the
 -- same offer before it; a discount to the latest assignment with the code before the order.
-redemption_candidates as (
+credited_redemptions as (
     select
-        assigned.assignment_id,
         cashback_redemptions.redemption_id,
         cashback_redemptions.amount_eur,
-        row_number() over (
-            partition by cashback_redemptions.redemption_id
-            order by
-                case when credited.contact_id is not null then 0 else 1 end,
-                assigned.assigned_at desc,
-                assigned.assignment_id
-        ) as candidate_rank
+        assigned.assignment_id,
+        assigned.assigned_at,
+        0 as match_rank
     from cashback_redemptions
-    left join customers
-        on cashback_redemptions.loyalty_account_id = customers.loyalty_account_id
-    left join treated_contacts as credited
+    inner join treated_contacts as credited
         on credited.channel = 'loyalty_cashback'
         and cashback_redemptions.credit_id = credited.provider_message_id
     inner join assigned
         on assigned.assignment_group = 'treatment'
-        and (
-            (
-                credited.contact_id is not null
-                and assigned.campaign_id = credited.campaign_id
-                and assigned.customer_id = credited.customer_id
-                and assigned.trigger_key = credited.trigger_key
-            )
-            or (
-                credited.contact_id is null
-                and assigned.customer_id = customers.customer_id
-                and cashback_redemptions.offer_id = assigned.offer_id
-                and cashback_redemptions.redeemed_at >= assigned.assigned_at
-            )
-        )
+        and assigned.campaign_id = credited.campaign_id
+        and assigned.customer_id = credited.customer_id
+        and assigned.trigger_key = credited.trigger_key
+),
+
+offer_redemptions as (
+    select
+        cashback_redemptions.redemption_id,
+        cashback_redemptions.amount_eur,
+        assigned.assignment_id,
+        assigned.assigned_at,
+        1 as match_rank
+    from cashback_redemptions
+    inner join customers
+        on cashback_redemptions.loyalty_account_id = customers.loyalty_account_id
+    inner join assigned
+        on assigned.assignment_group = 'treatment'
+        and assigned.customer_id = customers.customer_id
+        and cashback_redemptions.offer_id = assigned.offer_id
+        and cashback_redemptions.redeemed_at >= assigned.assigned_at
+),
+
+redemption_candidates as (
+    select
+        assignment_id,
+        redemption_id,
+        amount_eur,
+        row_number() over (
+            partition by redemption_id
+            order by match_rank, assigned_at desc, assignment_id
+        ) as candidate_rank
+    from (
+        select * from credited_redemptions
+        union all
+        select * from offer_redemptions
+    ) as candidates
 ),
 
 cashback_costs as (
