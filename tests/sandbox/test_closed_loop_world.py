@@ -227,6 +227,25 @@ def test_contacted_persons_buy_more_than_comparable_ones(loop: Loop) -> None:
     assert loop.summaries[0]["closed_loop"]["contacted_persons"] == len(loop.treated)
 
 
+def test_expected_conversion_is_reported_and_matches_what_happened(loop: Loop) -> None:
+    """The truth to compare a measured lift with: expected conversion with and without effect."""
+    first = loop.summaries[0]["closed_loop"]
+    expected = first["expected_conversion"][CAMPAIGN]
+    assert expected["persons"] == len(loop.treated)
+    assert 0 < expected["rate_without"] < expected["rate_with"] < 1
+    times = order_times(loop.world_dir)
+    last = END + timedelta(days=closed_loop.DEFAULT_EFFECT_DAYS - 1)
+    converted = sum(
+        1 for p in loop.treated if any(END < t.date() <= last for t in times.get(p, []))
+    )
+    realized = converted / len(loop.treated)
+    print(f"expected conversion {expected}, realized {realized:.3f}")
+    assert abs(realized - expected["rate_with"]) < 0.15
+    report = json.loads((loop.world_dir / closed_loop.REPORT_FILE).read_text())
+    assert report == loop.summaries[1]["closed_loop"]  # the file holds the last advance
+    assert report["expected_conversion"] == {}  # the second advance is past the effect window
+
+
 def test_effect_window_ends_after_effect_days(loop: Loop) -> None:
     times = order_times(loop.world_dir)
     late = (END + timedelta(days=closed_loop.DEFAULT_EFFECT_DAYS + 1), END + timedelta(days=28))
@@ -252,8 +271,10 @@ def test_zero_effect_changes_no_purchase(loop: Loop, tmp_path: Path) -> None:
     for offset in range(ADVANCE):
         multiplier = built.uplift(END + timedelta(days=offset), len(person_ids))
         assert np.array_equal(multiplier, np.ones(len(person_ids)))
-    world.advance(with_loop, 5, sandbox_dir=loop.sandbox)
+    summary = world.advance(with_loop, 5, sandbox_dir=loop.sandbox)["closed_loop"]
     world.advance(without, 5)
+    expected = summary["expected_conversion"][CAMPAIGN]
+    assert expected["rate_with"] == expected["rate_without"] and expected["relative_lift"] == 0
     redemption_tables = {"store_sale_discounts", "web_order_discount_codes"}
     for name in world.TABLES:
         ours = pq.read_table(with_loop / name / "part-00001.parquet")

@@ -15,6 +15,8 @@ Layout of a world folder:
 - ``effects.json`` (optional, kept when the world is regenerated): the true campaign effects
   of the closed loop (see `closed_loop`): `advance` given the sandbox dir makes contacted
   persons buy more and redeems the credits and codes the sandbox write APIs delivered.
+- ``closed_loop.json``: what the last such `advance` did (contacts, redemptions, skips, and
+  per campaign the expected conversion rate of its contacted persons with and without effect).
 """
 
 from __future__ import annotations
@@ -248,5 +250,12 @@ def advance(
     )
     summary = _finish(world_dir, model, writer, meta, started)
     if loop is not None:
-        summary["closed_loop"] = loop.summary()
+        first_day = old_end + timedelta(days=1)
+        summary["closed_loop"] = {
+            "advanced_from": first_day.isoformat(),
+            "advanced_to": new_end.isoformat(),
+            **loop.summary(),
+        }
+        report = world_dir / closed_loop.REPORT_FILE
+        report.write_text(json.dumps(summary["closed_loop"], indent=2, sort_keys=True) + "\n")
     return summary

@@ -201,6 +201,8 @@ class DaySimulator:
         home_open = open_today[persons.home_store]
         p_web = persons.rate_web * level * WEB_WEEKDAY[weekday] * season
         p_store = persons.rate_store * level * STORE_WEEKDAY[weekday] * season * home_open
+        if self.loop is not None:  # the closed loop's expected conversions need the base rates
+            self.loop.observe(self.date, p_web, p_store, self.uplift)
         if self.uplift is not None:
             p_web = p_web * self.uplift
             p_store = p_store * self.uplift

@@ -46,13 +46,17 @@ from orchestration.sandbox.world.clock import DAY, SECOND, day_start_us
 log = logging.getLogger(__name__)
 
 EFFECTS_FILE = "effects.json"
-STATE_FILE = "closed_loop.json"
+STATE_FILE = "closed_loop.json"  # under _state/: credits and codes already redeemed
+REPORT_FILE = "closed_loop.json"  # in the world folder: what the last advance did
 MESSAGES = "sendgrid_messages.jsonl"
 CREDITS = "loyalty_credits.jsonl"
 OFFERS = "store_offers.jsonl"
 DEFAULT_EFFECT_DAYS = 14
 DEFAULT_CODE_REDEMPTION_RATE = 0.6
-RESERVED = ("default", "effect_days", "code_redemption_rate")
+# Approximate share of started web checkouts that end in an order (web or store), and of store
+# purchases made with the loyalty card: the expected conversions use them (see `observe`).
+CHECKOUT_CONVERTS = 0.75
+STORE_IDENTIFIED = 0.92
 STORE_VALID_IN = ("store_only", "everywhere")
 ONLINE_VALID_IN = ("everywhere", "online")
 
@@ -296,6 +300,8 @@ class ClosedLoop:
     skipped: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     undelivered: int = 0
+    # (campaign, person) -> log P(no purchase) over the effect days seen, without / with effect.
+    no_purchase: dict[tuple[str, int], list[float]] = field(default_factory=dict)
 
     # -- the purchase uplift -------------------------------------------------------------
     def uplift(self, day: date, n_persons: int) -> np.ndarray:
@@ -313,6 +319,58 @@ class ClosedLoop:
         best = np.full(n_persons, -np.inf)  # a negative effect must not be masked by 1
         np.maximum.at(best, person[active], factor[active])
         return np.where(np.isfinite(best), best, multiplier)
+
+    def observe(
+        self, day: date, p_web: np.ndarray, p_store: np.ndarray, multiplier: np.ndarray | None
+    ) -> None:
+        """Accumulate, per campaign and contacted person, the chance of not buying on `day`.
+
+        With the day's base purchase probabilities (before any uplift) and the multiplier
+        applied, this gives the expected conversion rate of a campaign's contacted persons
+        over the simulated days of their effect window, with and without the effect: the
+        truth to compare a measured lift with (a relative uplift of the daily probability is
+        a smaller relative lift of the chance to buy at least once).
+        """
+        start = day_start_us(day)
+        window = self.effects.effect_days * DAY
+        n = len(p_web)
+        for contact in self.contacts:
+            first = contact.at_us - contact.at_us % DAY
+            if contact.person >= n or not first <= start < first + window:
+                continue
+            person = contact.person
+            factor = 1.0 if multiplier is None else float(multiplier[person])
+            base_web = CHECKOUT_CONVERTS * float(p_web[person])
+            base_store = STORE_IDENTIFIED * float(p_store[person])
+            without = math.log1p(-min(base_web, 1 - 1e-9)) + math.log1p(-min(base_store, 1 - 1e-9))
+            treated_web = min(base_web * factor, 1 - 1e-9)
+            treated_store = min(base_store * factor, 1 - 1e-9)
+            with_effect = math.log1p(-treated_web) + math.log1p(-treated_store)
+            key = (contact.campaign_id or "default", person)
+            if key in self.no_purchase and self.no_purchase[key][2] == start:
+                continue  # one person contacted twice by a campaign: count the day once
+            sums = self.no_purchase.setdefault(key, [0.0, 0.0, -1.0])
+            sums[0] += without
+            sums[1] += with_effect
+            sums[2] = start
+
+    def expected_conversion(self) -> dict[str, dict[str, float]]:
+        """Per campaign: contacted persons and their expected conversion without / with effect."""
+        by_campaign: dict[str, list[tuple[float, float]]] = {}
+        for (campaign, _), (without, with_effect, _) in self.no_purchase.items():
+            pair = (1 - math.exp(without), 1 - math.exp(with_effect))
+            by_campaign.setdefault(campaign, []).append(pair)
+        result = {}
+        for campaign, pairs in sorted(by_campaign.items()):
+            rate_without = sum(p[0] for p in pairs) / len(pairs)
+            rate_with = sum(p[1] for p in pairs) / len(pairs)
+            result[campaign] = {
+                "persons": len(pairs),
+                "rate_without": round(rate_without, 4),
+                "rate_with": round(rate_with, 4),
+                "relative_lift": round(rate_with / rate_without - 1, 4) if rate_without else 0.0,
+            }
+        return result
 
     # -- redemptions -----------------------------------------------------------------------
     def store_redemptions(
@@ -385,6 +443,7 @@ class ClosedLoop:
             "codes_redeemed": self.counts.get("codes_redeemed", 0),
             "skipped": dict(sorted(self.skipped.items())),
             "undelivered_emails": self.undelivered,
+            "expected_conversion": self.expected_conversion(),
         }
 
 
