@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,8 +220,12 @@ def _send(
     now: datetime | None,
     limit: int | None,
 ) -> dict[str, int]:
+    started = time.monotonic()
     counts = sender(channel)(ledger, cfg, now=now, limit=limit, campaign_id=campaign_id)
-    log.info("Dispatch %s: %s", channel.value, counts)
+    seconds = time.monotonic() - started
+    handled = int(counts.get("claimed", 0))
+    rate = f", {handled / seconds:.0f} contacts/s" if handled and seconds > 0 else ""
+    log.info("Dispatch %s: %s in %.1f s%s", channel.value, counts, seconds, rate)
     return dict(counts)
 
 
@@ -269,6 +274,9 @@ def _summarize(
     }
     for channel, counts in by_channel.items():
         log.info("Dispatch %s: %s", channel, summary_line(counts))
+    waiting = totals[State.PENDING.value] + totals[State.SENDING.value]
+    if waiting:
+        log.info("Dispatch: %s contacts wait (send time not reached, or in flight)", waiting)
     line = summary_line(totals)
     log.info("%s", line)
     return {
