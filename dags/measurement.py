@@ -1,14 +1,16 @@
 """Measure what the campaigns earned and write the report.
 
-Scheduled on the `warehouse_marts` asset, like the campaign DAGs. Why not "after the campaign
-DAGs": those are one DAG per campaign file, each can be paused, and none publishes an asset,
-so there is no single event meaning "all campaigns are done". Measuring on each warehouse
-build is enough: the outcome data (new web and store orders) arrives with that build, and the
-contact history is read straight from the dispatch ledger by `load_dispatch`, so every send the
-ledger has recorded by then is measured; a send made by this cycle's campaign runs is measured
-at the next build, well inside its attribution window (14 days by default). A run measures the
-whole history again, so a missed run loses nothing.
+Runs after the campaign DAGs: it is scheduled on the `warehouse_marts` asset, the same event
+that starts every active `campaign_<id>` DAG, and its first task waits until none of those
+runs is queued or running. Why this shape: the campaigns are one DAG per campaign file, any
+of them can be paused, and none publishes an asset, so no single event says "the campaigns are
+done"; and measuring while they run would make the DuckDB writer (dbt) collide with their
+readers (audience checks, email rendering). After the wait, the outcome data (new web and
+store orders, from this warehouse build) and the contact history (read straight from the
+dispatch ledger, including this cycle's sends) are both current. Each run measures the whole
+history again, so a missed run loses nothing.
 
+0. `wait_for_campaign_runs`: a sensor (reschedule mode: no worker slot held while waiting).
 1. `poll_email_events`: SendGrid events (delivered, open, click, bounce, unsubscribe) into the
    ledger database, and reconciliation of email contacts whose send was in doubt.
 2. `load_dispatch`: the ledger's contacts, holdouts and email events into the warehouse
@@ -42,6 +44,15 @@ from orchestration.dag_factory import DEFAULT_ARGS
     max_active_runs=1,
 )
 def measurement() -> None:
+    @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule")
+    def wait_for_campaign_runs() -> Any:
+        from airflow.sdk import PokeReturnValue, get_current_context
+
+        from orchestration.measurement.pipeline import busy_campaign_dags
+
+        busy = busy_campaign_dags(get_current_context()["ti"])
+        return PokeReturnValue(is_done=not busy, xcom_value=busy)
+
     @task
     def poll_email_events() -> dict[str, Any]:
         from orchestration.measurement.pipeline import poll_email_events as poll
@@ -66,7 +77,8 @@ def measurement() -> None:
 
         return write()
 
-    poll_email_events() >> load_dispatch() >> build_measurement() >> write_report()
+    waited = wait_for_campaign_runs()
+    waited >> poll_email_events() >> load_dispatch() >> build_measurement() >> write_report()
 
 
 measurement()

@@ -20,6 +20,26 @@ log = logging.getLogger(__name__)
 DBT_SELECT = ("path:models/dispatch", "path:models/measurement")
 
 
+def busy_campaign_dags(task_instance: Any, cfg: Settings | None = None) -> list[str]:
+    """The ``campaign_<id>`` DAGs (one per valid campaign file) with a run queued or running.
+
+    ``task_instance`` is the running task's ``ti`` (its ``get_dr_count`` asks the Airflow API
+    server; tasks have no database access of their own).
+    """
+    from orchestration.campaign_dags import DAG_PREFIX
+    from orchestration.campaigns import load_all
+
+    campaigns, _ = load_all((cfg or settings.load()).campaigns_dir)
+    busy = []
+    for campaign in campaigns:
+        dag_id = f"{DAG_PREFIX}{campaign.id}"
+        if task_instance.get_dr_count(dag_id=dag_id, states=["queued", "running"]):
+            busy.append(dag_id)
+    if busy:
+        log.info("Waiting for campaign runs to finish: %s", ", ".join(busy))
+    return busy
+
+
 def poll_email_events(cfg: Settings | None = None) -> dict[str, Any]:
     """SendGrid events into the ledger database; unknown email contacts reconciled."""
     from orchestration.dispatch import Ledger
