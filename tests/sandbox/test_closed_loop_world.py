@@ -517,7 +517,9 @@ def test_real_services_journals_close_the_loop(
             ],
         }
         headers = {"Authorization": f"Bearer {tokens['sendgrid']}"}
-        sent = requests.post(f"{urls['sendgrid']}/v3/mail/send", json=payload, headers=headers)
+        sent = requests.post(
+            f"{urls['sendgrid']}/v3/mail/send", json=payload, headers=headers, timeout=30
+        )
         assert sent.status_code == 202, sent.text
         expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
         for p in both[:2]:
@@ -534,6 +536,7 @@ def test_real_services_journals_close_the_loop(
                     "Authorization": f"Bearer {tokens['loyalty']}",
                     "Idempotency-Key": f"k{p}",
                 },
+                timeout=30,
             )
             assert response.status_code == 201, response.text
         store_id = "L0001"
@@ -547,6 +550,7 @@ def test_real_services_journals_close_the_loop(
                     "valid_until": (today + timedelta(days=7)).isoformat(),
                 },
                 headers={"Authorization": f"Bearer {tokens['store']}"},
+                timeout=30,
             )
             assert response.status_code == 201, response.text
     (cfg.world_dir / "effects.json").write_text(json.dumps({CAMPAIGN: 1.0}))
