@@ -51,3 +51,16 @@
 {% macro measurement_ratio(numerator, denominator) -%}
     (cast({{ numerator }} as double precision) / nullif({{ denominator }}, 0))
 {%- endmacro %}
+
+{#- round(x, n) on every engine (Postgres has no round(double precision, integer)). -#}
+{% macro measurement_round(expression, decimals) -%}
+    {{ return(adapter.dispatch('measurement_round', 'omni')(expression, decimals)) }}
+{%- endmacro %}
+
+{% macro default__measurement_round(expression, decimals) -%}
+    round(cast({{ expression }} as numeric), {{ decimals }})
+{%- endmacro %}
+
+{% macro duckdb__measurement_round(expression, decimals) -%}
+    round({{ expression }}, {{ decimals }})
+{%- endmacro %}

@@ -235,6 +235,12 @@ intervals as (
         differences.*,
         lift_conv - {{ measurement_z_975() }} * se_conv as ci_low_raw,
         lift_conv + {{ measurement_z_975() }} * se_conv as ci_high_raw,
+        case when se_log_ratio is not null then
+            exp(ln(conv_rate_t / conv_rate_h) - {{ measurement_z_975() }} * se_log_ratio) - 1
+        end as relative_ci_low_raw,
+        case when se_log_ratio is not null then
+            exp(ln(conv_rate_t / conv_rate_h) + {{ measurement_z_975() }} * se_log_ratio) - 1
+        end as relative_ci_high_raw,
         case
             when se_rev = 0 then 0
             else {{ measurement_t_975('welch_df') }} * se_rev
@@ -251,34 +257,30 @@ final as (
         n_holdout,
         conversions_treatment,
         conversions_holdout,
-        round(conv_rate_t, 6) as conv_rate_t,
-        round(conv_rate_h, 6) as conv_rate_h,
-        round(lift_conv, 6) as lift_conv,
-        round(ci_low_raw, 6) as ci_low,
-        round(ci_high_raw, 6) as ci_high,
-        round(conv_rate_t / nullif(conv_rate_h, 0) - 1, 6) as relative_lift_conv,
-        case when se_log_ratio is not null then
-            round(exp(ln(conv_rate_t / conv_rate_h) - {{ measurement_z_975() }} * se_log_ratio) - 1, 6)
-        end as relative_ci_low,
-        case when se_log_ratio is not null then
-            round(exp(ln(conv_rate_t / conv_rate_h) + {{ measurement_z_975() }} * se_log_ratio) - 1, 6)
-        end as relative_ci_high,
-        round(rev_per_customer_t, 2) as rev_per_customer_t,
-        round(rev_per_customer_h, 2) as rev_per_customer_h,
-        round(lift_rev_per_customer, 2) as lift_rev_per_customer,
-        round(lift_rev_per_customer - rev_half_width, 2) as rev_ci_low,
-        round(lift_rev_per_customer + rev_half_width, 2) as rev_ci_high,
-        round(welch_df, 2) as welch_df,
-        round(margin_per_customer_t, 2) as margin_per_customer_t,
-        round(margin_per_customer_h, 2) as margin_per_customer_h,
-        round(lift_conv * n_treatment, 2) as incremental_conversions,
-        round(lift_rev_per_customer * n_treatment, 2) as incremental_revenue,
-        round(incremental_gross_margin, 2) as incremental_gross_margin,
-        round(message_cost_eur, 2) as message_cost_eur,
-        round(cashback_redeemed_eur, 2) as cashback_redeemed_eur,
-        round(discount_honoured_eur, 2) as discount_honoured_eur,
-        round(cost_eur, 2) as cost_eur,
-        round((incremental_gross_margin - cost_eur) / nullif(cost_eur, 0), 4) as roi,
+        {{ measurement_round("conv_rate_t", 6) }} as conv_rate_t,
+        {{ measurement_round("conv_rate_h", 6) }} as conv_rate_h,
+        {{ measurement_round("lift_conv", 6) }} as lift_conv,
+        {{ measurement_round("ci_low_raw", 6) }} as ci_low,
+        {{ measurement_round("ci_high_raw", 6) }} as ci_high,
+        {{ measurement_round("conv_rate_t / nullif(conv_rate_h, 0) - 1", 6) }} as relative_lift_conv,
+        {{ measurement_round("relative_ci_low_raw", 6) }} as relative_ci_low,
+        {{ measurement_round("relative_ci_high_raw", 6) }} as relative_ci_high,
+        {{ measurement_round("rev_per_customer_t", 2) }} as rev_per_customer_t,
+        {{ measurement_round("rev_per_customer_h", 2) }} as rev_per_customer_h,
+        {{ measurement_round("lift_rev_per_customer", 2) }} as lift_rev_per_customer,
+        {{ measurement_round("lift_rev_per_customer - rev_half_width", 2) }} as rev_ci_low,
+        {{ measurement_round("lift_rev_per_customer + rev_half_width", 2) }} as rev_ci_high,
+        {{ measurement_round("welch_df", 2) }} as welch_df,
+        {{ measurement_round("margin_per_customer_t", 2) }} as margin_per_customer_t,
+        {{ measurement_round("margin_per_customer_h", 2) }} as margin_per_customer_h,
+        {{ measurement_round("lift_conv * n_treatment", 2) }} as incremental_conversions,
+        {{ measurement_round("lift_rev_per_customer * n_treatment", 2) }} as incremental_revenue,
+        {{ measurement_round("incremental_gross_margin", 2) }} as incremental_gross_margin,
+        {{ measurement_round("message_cost_eur", 2) }} as message_cost_eur,
+        {{ measurement_round("cashback_redeemed_eur", 2) }} as cashback_redeemed_eur,
+        {{ measurement_round("discount_honoured_eur", 2) }} as discount_honoured_eur,
+        {{ measurement_round("cost_eur", 2) }} as cost_eur,
+        {{ measurement_round("(incremental_gross_margin - cost_eur) / nullif(cost_eur, 0)", 4) }} as roi,
         is_small_sample,
         coalesce(not is_small_sample and (ci_low_raw > 0 or ci_high_raw < 0), false) as is_significant,
         coalesce(

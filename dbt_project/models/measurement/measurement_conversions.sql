@@ -77,8 +77,9 @@ final as (
         in_window.order_channel,
         in_window.store_id,
         in_window.ordered_at,
-        round({{ dbt.datediff('in_window.assigned_at', 'in_window.ordered_at', 'second') }} / 3600.0, 2)
-            as hours_after_assignment,
+        {{ measurement_round(
+            dbt.datediff('in_window.assigned_at', 'in_window.ordered_at', 'second') ~ ' / 3600.0', 2
+        ) }} as hours_after_assignment,
         coalesce(in_window.net_amount, 0) as revenue_eur,
         coalesce(order_margins.line_revenue_eur, 0) as line_revenue_eur,
         coalesce(

@@ -123,28 +123,33 @@ dimensions as (
     union all select 'history', 'instances whose customer has interactions on 2+ channels'
 ),
 
-final as (
+cells as (
     select
         journey_types.journey_type,
         dimensions.dimension,
-        round(100.0 * case dimensions.dimension
+        dimensions.proxy,
+        case dimensions.dimension
             when 'availability' then scored.availability
             when 'persistence' then scored.persistence
             when 'traceability' then scored.traceability
             else scored.history
-        end / nullif(scored.instance_count, 0), 1) as score,
-        coalesce(case dimensions.dimension
-            when 'availability' then scored.availability
-            when 'persistence' then scored.persistence
-            when 'traceability' then scored.traceability
-            else scored.history
-        end, 0) as numerator,
-        coalesce(scored.instance_count, 0) as denominator,
-        dimensions.proxy
+        end as passing,
+        scored.instance_count
     from journey_types
     cross join dimensions
     left join scored
         on journey_types.journey_type = scored.journey_type
+),
+
+final as (
+    select
+        journey_type,
+        dimension,
+        {{ measurement_round("100.0 * passing / nullif(instance_count, 0)", 1) }} as score,
+        coalesce(passing, 0) as numerator,
+        coalesce(instance_count, 0) as denominator,
+        proxy
+    from cells
 )
 
 select * from final

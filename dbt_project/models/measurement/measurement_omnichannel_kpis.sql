@@ -155,9 +155,9 @@ final as (
     select
         kpi,
         unit,
-        round(cast(kpi_value as double precision), 4) as value,
-        round(cast(numerator as double precision), 2) as numerator,
-        round(cast(denominator as double precision), 2) as denominator
+        {{ measurement_round("cast(kpi_value as double precision)", 4) }} as value,
+        {{ measurement_round("cast(numerator as double precision)", 2) }} as numerator,
+        {{ measurement_round("cast(denominator as double precision)", 2) }} as denominator
     from kpis
 )
 

@@ -102,8 +102,8 @@ final as (
         pairs.compared_record_id,
         pairs.price_a_eur,
         pairs.price_b_eur,
-        round(pairs.price_b_eur - pairs.price_a_eur, 2) as difference_eur,
-        round(100 * (pairs.price_b_eur - pairs.price_a_eur) / nullif(pairs.price_a_eur, 0), 2)
+        {{ measurement_round("pairs.price_b_eur - pairs.price_a_eur", 2) }} as difference_eur,
+        {{ measurement_round("100 * (pairs.price_b_eur - pairs.price_a_eur) / nullif(pairs.price_a_eur, 0)", 2) }}
             as difference_pct
     from pairs
     inner join web_prices
