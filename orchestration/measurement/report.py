@@ -142,6 +142,7 @@ class ReportData:
     as_of_date: Any = None
     true_effects: dict[str, float] | None = None
     effects_default: float = 0.0
+    shipped_campaigns: list[str] = field(default_factory=list)  # valid files in campaigns/
 
 
 def _read_all(con: Any, name: str, schemas: tuple[str, ...]) -> list[dict[str, Any]] | None:
@@ -166,7 +167,19 @@ def read_report_data(cfg: Settings) -> ReportData:
         maturity = _read_all(con, "measurement_maturity_scores", ("measurement",))
     data = ReportData(lift, stage_counts, transitions, kpis, prices, maturity, as_of)
     _read_true_effects(cfg, data)
+    data.shipped_campaigns = _shipped_campaigns(cfg)
     return data
+
+
+def _shipped_campaigns(cfg: Settings) -> list[str]:
+    """Ids of the valid campaign files (a broken file is reported by `omni campaigns validate`)."""
+    from orchestration.campaigns import load_all
+
+    try:
+        campaigns, _ = load_all(cfg.campaigns_dir)
+    except OSError:
+        return []
+    return sorted(campaign.id for campaign in campaigns)
 
 
 def _stage_counts(con: Any) -> tuple[dict[str, int] | None, Any]:
@@ -244,6 +257,12 @@ def lift_section(data: ReportData) -> Section:
         section.empty = "No lift yet: the warehouse has no measurement.measurement_campaign_lift."
         return section
     overall = _overall(data.lift)
+    measured = {str(row.get("campaign_id")) for row in overall}
+    unmeasured = [campaign for campaign in data.shipped_campaigns if campaign not in measured]
+    if unmeasured:
+        section.notes.append(
+            "Not measured yet (no treated or held-out customer): " + ", ".join(unmeasured) + "."
+        )
     if not overall:
         section.empty = "No campaign has treated or held-out customers yet: no lift to show."
         return section

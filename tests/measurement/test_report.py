@@ -213,3 +213,15 @@ def test_cli_report_out_and_missing_warehouse(
     assert capsys.readouterr().out.strip() == str(out)
     assert 'data-chart="lift"' in out.read_text()
     assert not (cfg.omni_home / "reports").exists()
+
+
+def test_shipped_campaigns_without_measurement_are_named(cfg: settings.Settings) -> None:
+    from orchestration.campaigns import load_all
+
+    full_fixture(cfg)
+    html = write_report(cfg).read_text()
+    shipped, _ = load_all(cfg.campaigns_dir)
+    measured = {row.campaign_id for row in CAMPAIGNS}
+    unmeasured = sorted(c.id for c in shipped if c.id not in measured)
+    assert unmeasured, "the fixture measures only some of the shipped campaigns"
+    assert f"Not measured yet (no treated or held-out customer): {', '.join(unmeasured)}." in html
