@@ -4,6 +4,7 @@ warehouse (prices in marts.dim_products) with the shipped campaign files."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,70 @@ def test_the_warehouse_is_read_only_and_closed_after(ledger: Ledger, home: Path)
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     con.execute("update marts.dim_products set store_price = web_price")
     con.close()
+
+
+def post_purchase_email(n: int, shown_price: float) -> dict[str, Any]:
+    """A post-purchase email whose matching product shows ``shown_price`` (web: 39.95) and
+    whose past order line shows what was paid then (not a current price: never checked)."""
+    trigger = {
+        "order": {"order_id": "9001", "order_number": 9001, "total": 80.0},
+        "order_items": [{"product_id": "102", "title": "Pantalón chino", "unit_price": 80.0}],
+        "matching_products": [
+            {
+                "product_id": "101",
+                "sku": "CAM-0101",
+                "title": "Camiseta de lino",
+                "price": shown_price,
+            }
+        ],
+        "survey_url": "https://encuestas.example.com/s/9001",
+        "newsletter_url": "",
+    }
+    return {
+        "campaign_id": "post_purchase_follow_up",
+        "customer_id": customer_id(n),
+        "trigger_key": f"pp_{n}",
+        "channel": "email",
+        "offer_id": "gracias_10",
+        "offer_kind": "discount_code",
+        "offer_value": 10.0,
+        "offer_code": "GRACIAS10",
+        "offer_valid_in": "everywhere",
+        "email": f"cliente{n}@example.com",
+        "payload_json": json.dumps(trigger),
+    }
+
+
+@pytest.mark.parametrize(
+    ("include_matching", "expected"), [(True, "suppressed"), (False, "pending")]
+)
+def test_only_the_products_the_email_shows_are_checked(
+    ledger: Ledger,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    include_matching: bool,
+    expected: str,
+) -> None:
+    campaigns = home / "campaigns"
+    shutil.copytree(settings.REPO_ROOT / "campaigns", campaigns)
+    config = campaigns / "post_purchase_follow_up.yml"
+    text = config.read_text(encoding="utf-8")
+    switched = text.replace(
+        "include_matching_products: true",
+        f"include_matching_products: {str(include_matching).lower()}",
+    )
+    config.write_text(switched, encoding="utf-8")
+    monkeypatch.setenv("OMNI_CAMPAIGNS_DIR", str(campaigns))
+    ledger.record_intents([post_purchase_email(1, 44.95), post_purchase_email(2, 39.95)])
+    check_pending(ledger, settings.load())
+    first, second = (
+        ledger.get(contact_id_for("post_purchase_follow_up", customer_id(n), f"pp_{n}", "email"))
+        for n in (1, 2)
+    )
+    assert first.state.value == expected
+    if include_matching:
+        assert first.last_error == (
+            "price_mismatch: item Camiseta de lino (CAM-0101) shows 44.95 but the web price "
+            "is 39.95"
+        )
+    assert second.state is State.PENDING  # the right price; its order line is history
