@@ -54,6 +54,15 @@ CENT = 0.005  # prices are compared to the cent
 WAREHOUSE_RETRY_SECONDS = 10.0  # a dbt build may hold the DuckDB write lock for a moment
 
 Group = tuple[str, str, str]  # (campaign_id, customer_id, trigger_key)
+COUNT_KEYS = (
+    "checked",
+    "passed",
+    "suppressed",
+    OFFER_MISMATCH,
+    PRICE_MISMATCH,
+    "sibling",
+    "prices_unchecked",
+)
 
 
 @dataclass(frozen=True)
@@ -273,11 +282,8 @@ def check_pending(
         for state in CHECKED_STATES
         for contact in ledger.list_contacts(state=state, campaign_id=campaign_id)
     ]
-    counts: Counter[str] = Counter(
-        {"checked": len(due), "passed": 0, "suppressed": 0, OFFER_MISMATCH: 0, PRICE_MISMATCH: 0}
-    )
-    counts["sibling"] = 0
-    counts["prices_unchecked"] = 0
+    counts: Counter[str] = Counter(dict.fromkeys(COUNT_KEYS, 0))
+    counts["checked"] = len(due)
     if not due:
         return dict(counts)
     campaigns, _errors = load_all(cfg.campaigns_dir)
