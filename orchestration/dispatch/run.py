@@ -44,6 +44,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import DatabaseError
 
 from orchestration.dispatch import offer_check
 from orchestration.dispatch.ledger import Ledger, contacts
@@ -102,8 +103,8 @@ def outbox_root(cfg: Settings) -> Path:
 
 
 def handoff_candidates(cfg: Settings, campaign_id: str | None = None) -> list[Path]:
-    """The hand-off files in the outbox (of one campaign, or all), oldest name first;
-    temporary files (``.name.pid.tmp``) and hidden files are not hand-offs."""
+    """The hand-off files in the outbox (of one campaign, or all), sorted by path; temporary
+    files (``.name.pid.tmp``) and hidden files are not hand-offs."""
     root = outbox_root(cfg)
     base = root / campaign_id if campaign_id is not None else root
     if not base.is_dir():
@@ -113,6 +114,14 @@ def handoff_candidates(cfg: Settings, campaign_id: str | None = None) -> list[Pa
         for path in base.rglob("*.parquet")
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
+
+
+def _create_handoff_table(ledger: Ledger) -> None:
+    """Create ``handoff_files`` when missing (a concurrent creator may win the race)."""
+    try:
+        handoff_metadata.create_all(ledger.engine)
+    except DatabaseError:
+        handoff_metadata.create_all(ledger.engine)  # now it exists: nothing to do
 
 
 def record_outbox(
@@ -126,7 +135,7 @@ def record_outbox(
     files are recorded. Returns ``{"files", "recorded", "already_recorded", "errors"}``.
     """
     root = outbox_root(cfg)
-    handoff_metadata.create_all(ledger.engine)
+    _create_handoff_table(ledger)
     with ledger.engine.connect() as conn:
         known: set[str] = set(conn.scalars(select(handoff_files.c.path)))
     result: dict[str, Any] = {"files": 0, "recorded": 0, "already_recorded": 0, "errors": []}
