@@ -89,9 +89,10 @@ def _stop(servers: Sequence[SandboxServer]) -> None:
 
 @contextlib.contextmanager
 def running(
-    world_dir: Path, names: Sequence[str] = ("shop", "pos", "social")
+    world_dir: Path, names: Sequence[str] = tuple(settings_module.SANDBOX_PORTS)
 ) -> Iterator[dict[str, str]]:
-    """Serve the named services in threads on free ports; yields ``{name: base_url}``."""
+    """Serve the named services (default: all) in threads on free ports; yields
+    ``{name: base_url}``."""
     services = build(Path(world_dir), names, settings_module.load().tokens)
     servers = [SandboxServer((LISTEN_HOST, 0), service) for service in services]
     _start(servers)
