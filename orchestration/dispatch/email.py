@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 500
 MAX_PERSONALIZATIONS = 1000  # SendGrid's limit per request
 DEFAULT_WORKERS = 4  # requests in flight at once
+# Contacts claimed at a time. Small on purpose: a dispatcher killed mid-claim leaves its claim
+# in `sending`, and stale email contacts become `unknown` (never resent blindly), so the claim
+# bounds what a crash can leave unsent. Identical messages share a request only within a claim.
+DEFAULT_CLAIM_SIZE = 32
 DEFAULT_TIMEOUT_SECONDS = 30.0  # urllib's one socket timeout: connect, write and read
 MAX_BACKOFF_SECONDS = 900
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
@@ -487,17 +491,19 @@ def send_due(
     campaign_id: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     workers: int = DEFAULT_WORKERS,
+    claim_size: int = DEFAULT_CLAIM_SIZE,
 ) -> dict[str, int]:
     """Send the due email contacts of the ledger (all, or ``campaign_id``'s); see the module.
 
     ``now``: the clock that decides what is due and stamps the ledger (default: the real
-    one). ``batch_size``: contacts claimed at a time and most personalizations per request.
+    one). ``batch_size``: most personalizations per request. ``claim_size``: contacts claimed
+    at a time (what a crash can leave ``unknown``).
     ``limit``: stop after this many contacts. ``timeout``: seconds to wait for SendGrid.
     ``workers``: requests in flight at once (the ledger is written by the calling thread).
     Returns ``{"claimed", "sent", "failed", "dead_lettered", "unknown"}``.
     """
-    if batch_size < 1 or workers < 1:
-        raise ValueError("batch_size and workers must be at least 1")
+    if batch_size < 1 or workers < 1 or claim_size < 1:
+        raise ValueError("batch_size, workers and claim_size must be at least 1")
     stamp = now or datetime.now(UTC)
     stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
     counts = dict.fromkeys(COUNT_KEYS, 0)
@@ -512,7 +518,7 @@ def send_due(
     stop = False
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sendgrid") as pool:
         while not stop and (limit is None or counts["claimed"] < limit):
-            wanted = batch_size if limit is None else min(batch_size, limit - counts["claimed"])
+            wanted = claim_size if limit is None else min(claim_size, limit - counts["claimed"])
             claimed = ledger.claim(Channel.EMAIL, wanted, stamp, campaign_id=campaign_id)
             if not claimed:
                 break
