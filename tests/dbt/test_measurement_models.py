@@ -76,7 +76,7 @@ class Measured:
     """The warehouse after the measurement build, and what the ledger was told."""
 
     warehouse: Path
-    treated_at: dict[str, datetime]  # customer -> sent_at
+    treated_at: dict[str, datetime]  # customer -> scheduled_send_at of the sent email
     held_out_at: dict[str, datetime]  # customer -> would_contact_at
     dead: set[str]  # customers whose only email was dead-lettered
 
@@ -105,6 +105,7 @@ def _record_ledger(cfg: settings.Settings, customers: list[str]) -> Measured:
         ledger.record_holdouts(holdout_rows, now=ASSIGNED_AT - timedelta(hours=1))
         for row in holdout_rows:
             held_out_at[row["customer_id"]] = row["scheduled_send_at"]
+        scheduled = {row["customer_id"]: row["scheduled_send_at"] for row in treated_rows}
         claimed = ledger.claim("email", len(treated_rows), now=ASSIGNED_AT + timedelta(days=1))
         for position, contact in enumerate(claimed):
             moment = ASSIGNED_AT + timedelta(hours=2, minutes=position)
@@ -113,7 +114,8 @@ def _record_ledger(cfg: settings.Settings, customers: list[str]) -> Measured:
                 dead.add(contact.customer_id)
             else:
                 ledger.mark_sent(contact.contact_id, f"msg-{position}", now=moment)
-                treated_at[contact.customer_id] = moment
+                # measured from the scheduled send, like a holdout (not from the send itself)
+                treated_at[contact.customer_id] = scheduled[contact.customer_id]
     load_dispatch(cfg)
     return Measured(cfg.warehouse_path, treated_at, held_out_at, dead)
 

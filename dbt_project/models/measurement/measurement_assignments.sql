@@ -1,9 +1,12 @@
 {#-
     One row per (campaign, customer, trigger occurrence) that entered a campaign's experiment:
     `treatment` when at least one contact reached a treated status (var
-    measurement_treated_statuses; assigned_at = the first such contact) or `holdout` when the
-    customer was held out (assigned_at = would_contact_at, the moment the contact would have
-    gone out). Both arms are then measured the same way from assigned_at. Lifecycle stage and
+    measurement_treated_statuses) or `holdout` when the customer was held out. Both arms start
+    at the same kind of moment, the decision's scheduled send time: assigned_at = the earliest
+    scheduled_send_at of the treated contacts (else their sent time) and, for a holdout,
+    would_contact_at (the earliest scheduled_send_at of the held-out decision). A dispatch
+    delay therefore shifts neither arm's window against the other (first_contacted_at keeps
+    the moment the provider accepted the first message). Lifecycle stage and
     value band are recomputed at assigned_at from the order history before it; the RFM
     segment is the customer's current one (RFM scores are population percentiles; no history
     of them is kept). Costs: provider cost per message sent (vars cost_per_*_eur), cashback
@@ -51,6 +54,7 @@ treated_contacts as (
         offer_id,
         offer_code,
         provider_message_id,
+        coalesce(scheduled_send_at, sent_at, contacted_at) as scheduled_at,
         coalesce(sent_at, contacted_at) as contacted_at
     from contacts
     where status in {{ triggers_sql_list(measurement_var('measurement_treated_statuses')) }}
@@ -61,7 +65,8 @@ treatment as (
         campaign_id,
         customer_id,
         trigger_key,
-        min(contacted_at) as assigned_at,
+        min(scheduled_at) as assigned_at,
+        min(contacted_at) as first_contacted_at,
         count(*) as messages_sent,
         sum(case when channel = 'email' then 1 else 0 end) as email_messages,
         sum(case when channel = 'loyalty_cashback' then 1 else 0 end) as loyalty_cashback_messages,
@@ -89,13 +94,13 @@ holdout as (
 arms as (
     select
         campaign_id, customer_id, trigger_key, 'treatment' as assignment_group, assigned_at,
-        messages_sent, email_messages, loyalty_cashback_messages, in_store_messages,
+        first_contacted_at, messages_sent, email_messages, loyalty_cashback_messages, in_store_messages,
         message_cost_eur
     from treatment
     union all
     select
         campaign_id, customer_id, trigger_key, 'holdout' as assignment_group, assigned_at,
-        0, 0, 0, 0, 0
+        cast(null as timestamp), 0, 0, 0, 0, 0
     from holdout
 ),
 
@@ -231,6 +236,7 @@ final as (
         assigned.assignment_group = 'holdout' as is_holdout,
         assigned.assigned_at,
         cast(assigned.assigned_at as date) as assigned_date,
+        assigned.first_contacted_at,
         assigned.attribution_window_days,
         {{ dbt.dateadd('day', 'assigned.attribution_window_days', 'assigned.assigned_at') }}
             as window_end_at,
@@ -289,6 +295,7 @@ select
     is_holdout,
     assigned_at,
     assigned_date,
+    first_contacted_at,
     attribution_window_days,
     window_end_at,
     is_window_complete,
