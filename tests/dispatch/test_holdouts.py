@@ -1,5 +1,6 @@
 """Holdouts in the dispatch ledger: a hand-off file's held-out rows are recorded once per
-decision in ``holdouts``, exported for the warehouse, and can never be claimed or sent."""
+decision in ``holdouts``, exported for the warehouse, and can never be claimed or sent (the
+last test runs the whole dispatch against the sandbox SendGrid, loyalty and store APIs)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from dispatch_world import CAMPAIGN, contact_ids, customer_id, handoff_rows, sandbox_home
 
 from orchestration import settings
 from orchestration.campaigns.handoff import write_handoff
@@ -136,3 +138,33 @@ def test_export_holdouts_filters_by_campaign(cfg: settings.Settings) -> None:
             ledger.record_holdouts(frame.to_dict("records"), now=NOW)
         assert {row["campaign_id"] for row in ledger.export_holdouts("cmp_b")} == {"cmp_b"}
         assert len(ledger.export_holdouts()) == 6
+
+
+def test_a_dispatch_run_sends_nothing_to_held_out_customers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real run (outbox -> ledger -> offer check -> every channel) on a hand-off whose
+    customers 3, 7 and 11 are held out: the sandbox services never hear of them."""
+    from orchestration.dispatch.run import dispatch
+
+    customers, held_out = 14, {3, 7, 11}
+    with sandbox_home(tmp_path / "home", monkeypatch, customers) as (sandbox, cfg):
+        rows = handoff_rows(customers)
+        for row in rows:
+            row["is_holdout"] = int(row["customer_id"].removeprefix("cus_")) in held_out
+        write_handoff(cfg, CAMPAIGN, "run_1", pd.DataFrame(rows))
+        result = dispatch(cfg)
+        with Ledger.from_settings(cfg) as ledger:
+            exported = ledger.export_holdouts()
+        ids = contact_ids(customers)
+        reached = {
+            ids[key][0]
+            for key in [
+                *sandbox.deliveries_by_dispatch_id(),
+                *(credit["idempotency_key"] for credit in sandbox.credits()),
+                *(offer["offer_key"] for offer in sandbox.offers()),
+            ]
+        }
+    assert result["prepare"]["handoffs"]["recorded"] == 3 * (customers - len(held_out))
+    assert reached and reached.isdisjoint(held_out)
+    assert {row["customer_id"] for row in exported} == {customer_id(n) for n in held_out}
