@@ -89,6 +89,7 @@ def reset(cfg: Settings) -> None:
 def live_on(cfg: Settings, days: int) -> None:
     """The days after the campaigns, run directly (what the daily DAGs would do): the world
     advances reading what the sandbox delivered, the sources are pulled, checked and built."""
+    from orchestration.dispatch.warehouse_load import load_dispatch
     from orchestration.quality import check_raw
     from orchestration.sandbox import services, world
     from orchestration.sources import ingest
@@ -98,6 +99,7 @@ def live_on(cfg: Settings, days: int) -> None:
     for source in ("shop", "pos", "social"):
         ingest(source, cfg=cfg)
     check_raw(cfg)
+    load_dispatch(cfg)
     warehouse.dbt(cfg, "build", "--quiet")
 
 
