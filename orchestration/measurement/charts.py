@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH = 900
-LABEL_WIDTH = 230  # left margin for the row labels
+WIDTH = 960
+LABEL_WIDTH = 300  # left margin for the row labels
 RIGHT_MARGIN = 250  # room for the value / "not significant" notes
 ROW_HEIGHT = 28
 TOP = 44  # title
@@ -132,7 +132,7 @@ def _y_label(label: str, top: float, bottom: float) -> str:
 
 
 def _row_label(text: str, y: float) -> str:
-    shown = text if len(text) <= 30 else text[:29] + "…"
+    shown = text if len(text) <= 42 else text[:41] + "…"
     return (
         f'<text class="row-label" x="{LABEL_WIDTH - 10}" y="{y + 4}" text-anchor="end">'
         f"<title>{escape(text)}</title>{escape(shown)}</text>"
