@@ -56,7 +56,7 @@ def customer_history(cfg: Settings, customer_id: str) -> dict[str, Any]:
     """
     try:
         con = tables.connect(cfg)
-    except tables.WarehouseMissing as error:
+    except tables.WarehouseUnavailable as error:
         raise CustomerHistoryError(str(error)) from error
     with con:
         dim = tables.find_table(con, "dim_customers", ("marts",))

@@ -156,7 +156,7 @@ def read_report_data(cfg: Settings) -> ReportData:
     """Read everything the report shows from the warehouse (read-only)."""
     try:
         con = tables.connect(cfg)
-    except tables.WarehouseMissing as error:
+    except tables.WarehouseUnavailable as error:
         raise ReportError(str(error)) from error
     with con:
         lift = _read_all(con, "measurement_campaign_lift", ("measurement",))

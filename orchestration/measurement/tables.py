@@ -13,19 +13,33 @@ from typing import Any
 from orchestration.settings import Settings
 
 
-class WarehouseMissing(RuntimeError):
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse cannot be read now; the message says why and what to do."""
+
+
+class WarehouseMissing(WarehouseUnavailable):
     """There is no warehouse file to read."""
 
 
 def connect(cfg: Settings) -> Any:
-    """A read-only DuckDB connection (readers never block the one writer)."""
+    """A read-only DuckDB connection.
+
+    DuckDB lets no other process open the file while one writes it (dbt during a build): that
+    is reported as :class:`WarehouseUnavailable`, not as a traceback.
+    """
     import duckdb
 
     if not cfg.warehouse_path.exists():
         raise WarehouseMissing(
             f"no warehouse at {cfg.warehouse_path}: run the pipeline first (`omni demo`)"
         )
-    return duckdb.connect(str(cfg.warehouse_path), read_only=True)
+    try:
+        return duckdb.connect(str(cfg.warehouse_path), read_only=True)
+    except duckdb.IOException as error:
+        raise WarehouseUnavailable(
+            f"cannot read the warehouse {cfg.warehouse_path} now ({error}); a writer such as a "
+            "dbt build holds it: try again when it has finished"
+        ) from error
 
 
 def find_table(con: Any, name: str, prefer: Sequence[str] = ()) -> str | None:

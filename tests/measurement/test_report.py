@@ -225,3 +225,35 @@ def test_shipped_campaigns_without_measurement_are_named(cfg: settings.Settings)
     unmeasured = sorted(c.id for c in shipped if c.id not in measured)
     assert unmeasured, "the fixture measures only some of the shipped campaigns"
     assert f"Not measured yet (no treated or held-out customer): {', '.join(unmeasured)}." in html
+
+
+def test_a_warehouse_held_by_a_writer_is_a_clear_error(
+    cfg: settings.Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DuckDB: while another process writes the file (a dbt build), nobody else can open it."""
+    import subprocess
+    import sys
+
+    full_fixture(cfg)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time\n"
+            f"con = duckdb.connect({str(cfg.warehouse_path)!r})\n"
+            "print('holding', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "holding"
+        assert cli.main(["report"]) == 1
+        assert "a writer such as a dbt build holds it" in capsys.readouterr().err
+        assert cli.main(["customer", "anyone"]) == 1
+        assert "a writer such as a dbt build holds it" in capsys.readouterr().err
+    finally:
+        writer.communicate("", timeout=30)
+    assert cli.main(["report"]) == 0  # free again
