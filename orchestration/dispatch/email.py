@@ -51,7 +51,7 @@ from sendgrid import SendGridAPIClient
 from orchestration.campaigns import Campaign, load_all, render_contact
 from orchestration.campaigns.preview import PreviewError, contact_context
 from orchestration.dispatch.ledger import Contact, Ledger
-from orchestration.dispatch.states import Channel
+from orchestration.dispatch.states import DISPATCH_LOOKAHEAD, Channel
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -519,7 +519,13 @@ def send_due(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sendgrid") as pool:
         while not stop and (limit is None or counts["claimed"] < limit):
             wanted = claim_size if limit is None else min(claim_size, limit - counts["claimed"])
-            claimed = ledger.claim(Channel.EMAIL, wanted, stamp, campaign_id=campaign_id)
+            claimed = ledger.claim(
+                Channel.EMAIL,
+                wanted,
+                stamp,
+                campaign_id=campaign_id,
+                due_by=stamp + DISPATCH_LOOKAHEAD,
+            )
             if not claimed:
                 break
             counts["claimed"] += len(claimed)

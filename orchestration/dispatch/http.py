@@ -41,7 +41,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from orchestration.dispatch.ledger import Contact, Ledger
-from orchestration.dispatch.states import Channel, IllegalTransition, State
+from orchestration.dispatch.states import DISPATCH_LOOKAHEAD, Channel, IllegalTransition, State
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,9 @@ def send_rest_channel(
             wanted = batch_size if limit is None else min(batch_size, limit - counts["claimed"])
             if wanted <= 0:
                 break
-            batch = ledger.claim(channel, wanted, clock, campaign_id=campaign_id)
+            batch = ledger.claim(
+                channel, wanted, clock, campaign_id=campaign_id, due_by=clock + DISPATCH_LOOKAHEAD
+            )
             if not batch:
                 break
             counts["claimed"] += len(batch)

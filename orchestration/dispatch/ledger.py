@@ -612,6 +612,7 @@ class Ledger:
         now: datetime | None = None,
         *,
         campaign_id: str | None = None,
+        due_by: datetime | None = None,
     ) -> list[Contact]:
         """Atomically move up to ``limit`` due rows of ``channel`` to ``sending``; return them.
 
@@ -619,7 +620,9 @@ class Ledger:
         next_attempt_at has come (or is null). Each claim increments ``attempts``. The update
         is a compare-and-set on the state read (``WHERE contact_id = ? AND state = ?`` with a
         row-count check), so a row another dispatcher took in between is skipped, never taken
-        twice. ``campaign_id`` narrows the claim to one campaign's contacts.
+        twice. ``campaign_id`` narrows the claim to one campaign's contacts. ``due_by`` (default
+        ``now``) is the latest scheduled send time claimed: a channel that can schedule (an
+        email's ``send_at``) or date (an offer's ``valid_from``) its contact claims ahead.
         """
         channel = Channel(channel)
         stamp = _now(now)
@@ -628,7 +631,10 @@ class Ledger:
         due = or_(
             and_(
                 contacts.c.state == State.PENDING.value,
-                or_(contacts.c.scheduled_send_at.is_(None), contacts.c.scheduled_send_at <= stamp),
+                or_(
+                    contacts.c.scheduled_send_at.is_(None),
+                    contacts.c.scheduled_send_at <= _utc(due_by or stamp),
+                ),
             ),
             and_(
                 contacts.c.state == State.FAILED.value,

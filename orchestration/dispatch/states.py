@@ -18,6 +18,7 @@ reader of this file) has one place to check:
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 
 
@@ -75,6 +76,12 @@ STALE_SENDING_RECOVERY: dict[Channel, State] = {
     Channel.IN_STORE: State.PENDING,
 }
 
+# How far ahead of its scheduled send time a contact is sent. Audiences schedule each contact
+# inside the customer's contact window, often the next morning; a daily run must not wait for
+# it. An email goes out with SendGrid's `send_at` (at most 72 h ahead), an in-store offer with
+# `valid_from` on that day, a cashback credit at once (it is valid from its creation).
+DISPATCH_LOOKAHEAD = timedelta(hours=71)
+
 WAREHOUSE_STATUS: dict[State, str] = {
     # Still intended (waiting, in flight, to be retried, or awaiting reconciliation): counts
     # for the frequency cap and re-entry like a contact, so nobody is selected twice meanwhile.
@@ -98,6 +105,7 @@ def check_transition(from_state: State | str, to_state: State | str) -> None:
 
 __all__ = [
     "CLAIMABLE",
+    "DISPATCH_LOOKAHEAD",
     "STALE_SENDING_RECOVERY",
     "TERMINAL",
     "TRANSITIONS",

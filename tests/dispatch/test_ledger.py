@@ -217,7 +217,11 @@ def _claim_worker(url: str, barrier: Any, results: Any, name: str) -> None:
     ledger = Ledger(url)
     barrier.wait()
     mine: list[str] = []
+    first = True
     while batch := ledger.claim("email", 7, now=NOW):
+        if first:  # both hold a claim before either goes on (a busy machine may start one late)
+            barrier.wait()
+            first = False
         for row in batch:
             ledger.mark_sent(row.contact_id, f"{name}-{row.contact_id}")
             mine.append(row.contact_id)
