@@ -43,9 +43,10 @@ def sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Ledg
         with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
             cfg = settings.load()
             ledger.record_intents(rows)
-            assert in_store.send_due(ledger, cfg, now=NOW)["sent"] == 3
+            # the next morning's offer goes too (valid from that day): within the lookahead
+            assert in_store.send_due(ledger, cfg, now=NOW)["sent"] == 4
             ledger.record_intents(pending)
-            assert in_store.send_due(ledger, cfg, now=NOW + timedelta(days=1))["sent"] == 1
+            assert in_store.send_due(ledger, cfg, now=NOW + timedelta(days=1))["sent"] == 0
             yield ledger, cfg
 
 
