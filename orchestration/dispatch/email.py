@@ -391,9 +391,16 @@ class _Batch:
         self.ledger.dead_letter(contact.contact_id, reason, now=self.stamp)
         self.counts["dead_lettered"] += 1
 
-    def fail(self, contact: Contact, error: str, retry_at: datetime) -> None:
+    def fail(
+        self, contact: Contact, error: str, retry_at: datetime, *, counts_as_attempt: bool = True
+    ) -> None:
         after = self.ledger.mark_failed(
-            contact.contact_id, error, True, retry_at=retry_at, now=self.stamp
+            contact.contact_id,
+            error,
+            True,
+            retry_at=retry_at,
+            now=self.stamp,
+            counts_as_attempt=counts_as_attempt,
         )
         self.counts["failed" if after.state == "failed" else "dead_lettered"] += 1
 
@@ -608,13 +615,17 @@ def _put_back(
     groups: Sequence[list[Outgoing]], outcome: Outcome, batch: _Batch, *, attempted: bool
 ) -> None:
     """After a 429 or an auth error: these contacts go back to ``failed`` (a 429 until
-    ``Retry-After``; auth in a minute), whether their request met it or was not attempted."""
-    wait = outcome.retry_after_s if outcome.kind == "rate_limited" else 60.0
+    ``Retry-After``; auth in a minute), whether their request met it or was not attempted.
+    A rate limit or an untried request does not use up an attempt."""
+    rate_limited = outcome.kind == "rate_limited"
+    wait = outcome.retry_after_s if rate_limited else 60.0
     retry_at = batch.stamp + timedelta(seconds=wait or 1.0)
     error = outcome.error if attempted else f"not attempted: {outcome.error}"
     for group in groups:
         for item in group:
-            batch.fail(item.contact, error, retry_at)
+            batch.fail(
+                item.contact, error, retry_at, counts_as_attempt=attempted and not rate_limited
+            )
 
 
 __all__ = [

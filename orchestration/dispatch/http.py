@@ -354,6 +354,7 @@ def _record(
                 outcome.kind == "retryable",
                 retry_at=outcome.retry_at,
                 now=now,
+                counts_as_attempt=outcome.status != 429,  # "wait", not a failure
             )
         except IllegalTransition as problem:
             log.warning("could not record the outcome of %s: %s", contact.contact_id, problem)

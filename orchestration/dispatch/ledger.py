@@ -754,17 +754,36 @@ class Ledger:
         *,
         retry_at: datetime | None = None,
         now: datetime | None = None,
+        counts_as_attempt: bool = True,
     ) -> Contact:
         """The provider refused the attempt. Retryable (429, 5xx, a refused connection): back
         to ``failed``, claimable again from ``retry_at`` (Retry-After, backoff), unless the
         attempts are used up (``max_attempts``): then ``dead_lettered``. Not retryable (a 4xx):
         ``dead_lettered`` with the provider's error text.
 
+        ``counts_as_attempt=False``: the provider asked to wait (a 429) or the request was never
+        made (the rest of a batch after a 429): the claim's attempt is given back, so a rate
+        limit delays a contact and never uses up its attempts.
+
         Only for attempts known not to have been accepted: when the outcome is unknown (a
         timeout after the request left), use :meth:`mark_unknown`.
         """
         with self.engine.begin() as conn:
             current = self._read(conn, contact_id)
+            if retryable and not counts_as_attempt:
+                return self._apply(
+                    conn,
+                    current,
+                    State.FAILED,
+                    {State.SENDING},
+                    detail=f"{error} (not counted as an attempt)",
+                    values={
+                        "last_error": error,
+                        "next_attempt_at": _utc(retry_at),
+                        "attempts": max(current.attempts - 1, 0),
+                    },
+                    now=_now(now),
+                )
             if retryable and current.attempts < self.max_attempts:
                 return self._apply(
                     conn,
@@ -785,6 +804,21 @@ class Ledger:
                 values={"last_error": reason},
                 now=_now(now),
             )
+
+    def next_retry_at(
+        self, channel: Channel | str, *, campaign_id: str | None = None
+    ) -> datetime | None:
+        """The earliest ``next_attempt_at`` of the channel's ``failed`` contacts (None: none
+        waits for a retry time)."""
+        query = select(func.min(contacts.c.next_attempt_at)).where(
+            contacts.c.channel == Channel(channel).value,
+            contacts.c.state == State.FAILED.value,
+        )
+        if campaign_id is not None:
+            query = query.where(contacts.c.campaign_id == campaign_id)
+        with self._reading() as conn:
+            found = _utc(conn.execute(query).scalar())
+        return None if found is None else _aware(found)
 
     def mark_unknown(self, contact_id: str, error: str, *, now: datetime | None = None) -> Contact:
         """The attempt's outcome is unknown (timeout, connection lost after sending): the row

@@ -54,6 +54,8 @@ from orchestration.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_STALE_AFTER = timedelta(minutes=10)
+# How long a run waits for contacts whose retry time is near (a 429's Retry-After, a backoff).
+DEFAULT_RETRY_WAIT = timedelta(minutes=2)
 CHANNELS: tuple[Channel, ...] = (Channel.EMAIL, Channel.LOYALTY_CASHBACK, Channel.IN_STORE)
 # The sender module of each channel (each exposes the contract's ``send_due``).
 SENDER_MODULES: dict[Channel, str] = {
@@ -228,14 +230,32 @@ def _send(
     campaign_id: str | None,
     now: datetime | None,
     limit: int | None,
+    wait_for_retries: timedelta = DEFAULT_RETRY_WAIT,
 ) -> dict[str, int]:
+    """Send the channel's due contacts; then, on the real clock, wait for contacts whose retry
+    time (a 429's Retry-After, a 5xx backoff) comes within ``wait_for_retries`` and send them
+    too, so a short rate limit does not leave them for the next run."""
     started = time.monotonic()
-    counts = sender(channel)(ledger, cfg, now=now, limit=limit, campaign_id=campaign_id)
+    send = sender(channel)
+    counts = dict(send(ledger, cfg, now=now, limit=limit, campaign_id=campaign_id))
+    deadline = started + wait_for_retries.total_seconds()
+    while now is None and (limit is None or counts.get("claimed", 0) < limit):
+        retry_at = ledger.next_retry_at(channel, campaign_id=campaign_id)
+        if retry_at is None:
+            break
+        pause = max((retry_at - datetime.now(UTC)).total_seconds(), 0.0) + 0.05
+        if time.monotonic() + pause > deadline:
+            log.info("Dispatch %s: retries from %s are left for the next run", channel, retry_at)
+            break
+        time.sleep(pause)
+        more = send(ledger, cfg, now=None, limit=limit, campaign_id=campaign_id)
+        for key, value in more.items():
+            counts[key] = counts.get(key, 0) + int(value)
     seconds = time.monotonic() - started
     handled = int(counts.get("claimed", 0))
     rate = f", {handled / seconds:.0f} contacts/s" if handled and seconds > 0 else ""
     log.info("Dispatch %s: %s in %.1f s%s", channel.value, counts, seconds, rate)
-    return dict(counts)
+    return counts
 
 
 def dispatch_channel(

@@ -99,11 +99,10 @@ def check_outcome(sandbox: Sandbox, channel: str) -> dict[str, int]:
 def test_rate_limit_429_with_retry_after(world: Sandbox, channel: str) -> None:
     service = SERVICE[channel]
     world.faults(service, rate_limit_per_second=20)
-    run_rounds(channel, 8, pause_s=1.1)
+    run_rounds(channel, 20, pause_s=1.1)
     assert status_counts(world, service)["429"] > 0  # the limit did bite
-    outcome = check_outcome(world, channel)
-    assert outcome["sent"] + outcome["dead_lettered"] == CUSTOMERS
-    assert outcome["sent"] > 0
+    # a 429 delays a contact without using up its attempts: in the end all are sent
+    assert check_outcome(world, channel) == {"sent": CUSTOMERS}
 
 
 @pytest.mark.parametrize("channel", ["email", "loyalty_cashback", "in_store"])

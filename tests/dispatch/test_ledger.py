@@ -379,6 +379,27 @@ def test_failed_is_retried_after_its_time_then_dead_lettered(tmp_path: Path) -> 
         assert_audit_complete(ledger)
 
 
+def test_a_rate_limit_delays_without_using_up_attempts(tmp_path: Path) -> None:
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}", max_attempts=2) as ledger:
+        ledger.record_intents(intents(2), now=NOW)
+        assert ledger.next_retry_at("email") is None
+        for minute in range(1, 6):  # five 429s in a row: more than max_attempts
+            claimed = ledger.claim("email", 5, now=NOW + timedelta(minutes=minute))
+            assert [row.attempts for row in claimed] == [1, 1]
+            retry = NOW + timedelta(minutes=minute, seconds=30)
+            for row in claimed:
+                waiting = ledger.mark_failed(
+                    row.contact_id, "HTTP 429", True, retry_at=retry, counts_as_attempt=False
+                )
+                assert waiting.state is State.FAILED and waiting.attempts == 0
+            assert ledger.next_retry_at("email") == retry
+            assert ledger.next_retry_at("email", campaign_id="other") is None
+        # a real failure still counts
+        (first, _) = ledger.claim("email", 5, now=NOW + timedelta(hours=1))
+        assert ledger.mark_failed(first.contact_id, "HTTP 503", True).attempts == 1
+        assert_audit_complete(ledger)
+
+
 # -- crash recovery and reconciliation -------------------------------------------------------
 
 
