@@ -320,11 +320,9 @@ def campaign_dag(campaign: Campaign) -> DAG:
             workers = task(task_id=f"plan_{channel}")(plan)(channel, prepared)  # type: ignore[arg-type]
             plans.append(workers)
             senders.append(
-                task(
-                    task_id=f"send_{channel}",
-                    pool=PROVIDER_POOLS[Channel(channel)].name,
-                    retries=0,
-                )(send_channel)
+                task(task_id=f"send_{channel}", pool=PROVIDER_POOLS[Channel(channel)].name)(
+                    send_channel
+                )
                 .partial(channel=channel, campaign_id=campaign_id)
                 .expand(worker=workers)
             )
