@@ -2,7 +2,8 @@
 
 ingest_shop, ingest_pos, ingest_social, warehouse_build and every active campaign DAG run with
 `airflow dags test` (a real SQLite metadata DB, real tasks, real dlt/GX/dbt) against in-process
-sandbox services.
+sandbox services; the campaign DAGs dispatch to the sandbox SendGrid, loyalty and store APIs, and
+the ``measurement`` DAG measures and writes the report.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import duckdb
 import pytest
 
 from orchestration import airflow_local, settings
-from orchestration.demo import PIPELINE, campaign_dag_ids
+from orchestration.demo import MEASUREMENT, PIPELINE, campaign_dag_ids
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 patch.setenv(f"OMNI_{name.upper()}_URL", url)
             cfg = settings.load()
             airflow_local.init(cfg)
-            for dag_id in [*PIPELINE, *campaign_dag_ids(cfg)]:
+            for dag_id in [*PIPELINE, *campaign_dag_ids(cfg), MEASUREMENT]:
                 airflow_local.run_dag(cfg, dag_id)
         yield home
 
@@ -59,7 +60,7 @@ def test_the_runs_succeeded_and_the_warehouse_asset_was_published(pipeline_home:
     metadata = pipeline_home / "airflow" / "airflow.db"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMNI_HOME", str(pipeline_home))
-        dag_ids = [*PIPELINE, *campaign_dag_ids(settings.load())]
+        dag_ids = [*PIPELINE, *campaign_dag_ids(settings.load()), MEASUREMENT]
     with sqlite3.connect(metadata) as con:
         states = dict(con.execute("select dag_id, state from dag_run").fetchall())
         events = con.execute(
@@ -79,3 +80,41 @@ def test_active_campaigns_handed_their_audience_to_dispatch(pipeline_home: Path)
     assert campaign_ids
     for campaign_id in campaign_ids:
         assert list((pipeline_home / "outbox" / campaign_id).glob("*.parquet")), campaign_id
+
+
+def test_the_campaign_dags_dispatched_through_the_sandbox(pipeline_home: Path) -> None:
+    """Every recorded contact is accounted for; what the ledger calls sent reached the sandbox,
+    once; nothing is left in flight."""
+    from orchestration.dispatch import Ledger
+    from orchestration.sandbox.services.inbox import messages
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMNI_HOME", str(pipeline_home))
+        cfg = settings.load()
+        with Ledger.from_settings(cfg) as ledger:
+            counts = ledger.counts()
+            sent_emails = {
+                contact.contact_id
+                for contact in ledger.list_contacts(state="sent", channel="email")
+            }
+        accepted = [
+            recipient["custom_args"]["dispatch_id"]
+            for message in messages(cfg)
+            for recipient in message["recipients"]
+        ]
+    assert counts["sent"] > 0, counts
+    assert counts["sending"] == 0, counts
+    assert sent_emails and sent_emails <= set(accepted)
+    assert len(accepted) == len(set(accepted))  # no email twice
+
+
+def test_the_measurement_dag_measured_and_wrote_the_report(pipeline_home: Path) -> None:
+    with duckdb.connect(str(pipeline_home / "warehouse.duckdb"), read_only=True) as con:
+        contacts = con.execute("select count(*) from marts.fct_campaign_contacts").fetchone()
+        assignments = con.execute(
+            "select count(*) from measurement.measurement_assignments"
+        ).fetchone()
+    assert contacts is not None and contacts[0] > 0
+    assert assignments is not None and assignments[0] > 0
+    report = pipeline_home / "reports" / "latest.html"
+    assert report.exists() and 'data-chart="lift"' in report.read_text()
