@@ -169,6 +169,19 @@ def test_every_lifecycle_stage_is_present(built: Built) -> None:
     assert set(counts) == STAGES, counts
 
 
+def test_value_bands_follow_total_spend_and_the_thresholds(built: Built) -> None:
+    import yaml
+
+    from orchestration import settings
+
+    project = yaml.safe_load((settings.REPO_ROOT / "dbt_project" / "dbt_project.yml").read_text())
+    mid, high = (project["vars"][f"value_band_{name}_min_eur"] for name in ("mid", "high"))
+    rows = query(built, "select total_spent, value_band from marts.dim_customers")
+    expected = ["high" if spent >= high else "mid" if spent >= mid else "low" for spent, _ in rows]
+    assert [band for _, band in rows] == expected
+    assert {"low", "mid", "high"} <= set(expected)  # the world has customers in every band
+
+
 def test_abandoned_carts_match_the_world(built: Built) -> None:
     checkouts = world_table(built.world_dir, "checkouts")
     truth = f"""

@@ -118,11 +118,7 @@ final as (
         live_campaigns.budget_cap_eur,
         customers.lifecycle_stage,
         customers.rfm_segment,
-        case
-            when customers.total_spent >= {{ triggers_var('value_band_high_min_eur') }} then 'high'
-            when customers.total_spent >= {{ triggers_var('value_band_mid_min_eur') }} then 'mid'
-            else 'low'
-        end as value_band,
+        customers.value_band,
         customers.email,
         customers.first_name,
         customers.has_email_consent,
