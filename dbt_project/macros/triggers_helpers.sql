@@ -171,3 +171,13 @@
 {% macro triggers_sql_list(values) -%}
     ({%- for value in values -%}{{ "'" ~ value ~ "'" if value is string else value }}{{ ", " if not loop.last }}{%- endfor -%})
 {%- endmacro %}
+
+{#- The value band of a spend amount (campaign audiences' `value_bands`): one rule for the
+    customer dimension and for measurement's band at assignment time. -#}
+{% macro value_band(spent) -%}
+    case
+        when {{ spent }} >= {{ triggers_var('value_band_high_min_eur') }} then 'high'
+        when {{ spent }} >= {{ triggers_var('value_band_mid_min_eur') }} then 'mid'
+        else 'low'
+    end
+{%- endmacro %}

@@ -213,11 +213,7 @@ final as (
         lifecycle.last_ordered_at,
         lifecycle.days_since_last_order,
         lifecycle.total_spent,
-        case
-            when lifecycle.total_spent >= {{ triggers_var('value_band_high_min_eur') }} then 'high'
-            when lifecycle.total_spent >= {{ triggers_var('value_band_mid_min_eur') }} then 'mid'
-            else 'low'
-        end as value_band,
+        {{ value_band('lifecycle.total_spent') }} as value_band,
         lifecycle.interaction_count,
         lifecycle.last_interaction_at,
         lifecycle.preferred_channel,

@@ -261,11 +261,7 @@ final as (
             dbt.datediff('cast(history.prior_last_ordered_at as date)', 'cast(assigned.assigned_at as date)', 'day'),
         ) }} as lifecycle_stage,
         coalesce(customers.rfm_segment, 'unknown') as segment,
-        case
-            when history.prior_spent_eur >= {{ triggers_var('value_band_high_min_eur') }} then 'high'
-            when history.prior_spent_eur >= {{ triggers_var('value_band_mid_min_eur') }} then 'mid'
-            else 'low'
-        end as value_band,
+        {{ value_band('history.prior_spent_eur') }} as value_band,
         history.prior_order_count,
         history.prior_spent_eur,
         assigned.message_cost_eur,
