@@ -211,16 +211,23 @@ def test_rate_limit_and_server_errors_fail_then_send(world: World) -> None:
     assert len(world.credits()) == 40
 
 
-def test_persistent_server_errors_give_up_after_the_attempt_limit(world: World) -> None:
+def test_an_outage_is_retried_across_runs_until_the_retry_horizon(world: World) -> None:
     world.ledger.record_intents(cashback_rows(2))
     world.faults(error_rate=1.0, error_status=500)
-    moment = NOW
-    for _ in range(world.ledger.max_attempts):
-        cashback.send_due(world.ledger, world.cfg, now=moment)
-        moment += timedelta(minutes=10)
+    horizon = world.ledger.retry_horizon
+    assert horizon == timedelta(hours=24)  # the settings' default
+    # runs during the outage, hours apart: the contacts wait, nothing is given up
+    for hours in (0, 1, 6, 23):
+        cashback.send_due(world.ledger, world.cfg, now=NOW + timedelta(hours=hours))
+        counts = world.ledger.counts(channel=Channel.LOYALTY_CASHBACK)
+        assert counts["failed"] == 2 and counts["dead_lettered"] == 0, hours
+    for contact in world.ledger.list_contacts():
+        assert contact.attempts == 4 and contact.retrying_since == NOW
+    # past the horizon since the first refusal: dead letters, with the reason and the count
+    cashback.send_due(world.ledger, world.cfg, now=NOW + horizon + timedelta(minutes=1))
     dead = world.ledger.list_contacts(state=State.DEAD_LETTERED)
     assert len(dead) == 2
-    assert all("gave up after 5" in str(contact.last_error) for contact in dead)
+    assert all("gave up after 5 attempts over 24.0 h" in str(c.last_error) for c in dead)
     world.clear_faults()
     assert world.credits() == []
 
@@ -340,6 +347,7 @@ def test_credit_amount_is_decimal_cents() -> None:
         state_changed_at=NOW,
         sent_at=None,
         next_attempt_at=None,
+        retrying_since=None,
         is_transactional=False,
     )
     percent = '{"offer_kind": "cashback_percent", "cashback_max_reward_eur": 15}'

@@ -78,6 +78,15 @@ def raw_json_response(status: int, text: str, headers: dict[str, str] | None = N
     return Response(status, text.encode(), headers or {})
 
 
+def json_body(request: Request) -> dict[str, Any]:
+    """The JSON object body of a write API request (415 unless its ``Content-Type`` is
+    ``application/json``)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(415, "the body must be JSON (Content-Type: application/json)")
+    return request.json()
+
+
 class ApiError(Exception):
     """An error answered with the service's own error body."""
 
@@ -186,7 +195,7 @@ class Service:
                     return self.error(injected, "injected fault")
             return route.handler(request)
         except BadRequest as error:
-            return self.error(400, str(error))
+            return self.bad_request(error)
         except ApiError as error:
             return self.error(error.status, error.message, error.headers)
         except Exception:  # a bug in a handler: answer like a real API would, and log it
@@ -207,6 +216,10 @@ class Service:
 
     def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         return json_response(status, self.error_payload(status, message), headers)
+
+    def bad_request(self, error: BadRequest) -> Response:
+        """The 400 of a rejected request (a service whose errors name the field overrides it)."""
+        return self.error(400, str(error))
 
     # -- helpers for subclasses ---------------------------------------------------------------
     def render(self, resource: str, rows: Sequence[Row]) -> str:
