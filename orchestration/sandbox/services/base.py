@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -338,3 +339,12 @@ class SandboxServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://{self.server_address[0]!s}:{self.server_address[1]}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away before its answer (a timeout, a killed dispatcher) is not
+        the service's error: say it in one line instead of a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.info("%s: client %s went away: %s", self.service.name, client_address, error)
+            return
+        super().handle_error(request, client_address)
