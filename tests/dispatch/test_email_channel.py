@@ -410,3 +410,28 @@ def test_a_send_time_ahead_of_the_real_clock_is_scheduled(email_world: EmailWorl
     send_due(email_world.ledger, email_world.cfg, now=ahead)  # a simulated clock ahead
     (message,) = email_world.messages(dispatch_id=contact_id)
     assert message["recipients"][0]["send_at"] == int(ahead.timestamp())
+
+
+def test_an_email_is_sending_only_while_its_own_request_is_in_flight(
+    email_world: EmailWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.dispatch import email
+
+    ids = email_world.add_contacts(12)
+    email_world.faults(latency_ms=30)
+    seen: list[tuple[set[str], set[str]]] = []
+    original = email.send_request
+
+    def watched(client: Any, message: dict[str, Any]) -> Any:
+        mine = {p["custom_args"]["dispatch_id"] for p in message["personalizations"]}
+        sending = {c.contact_id for c in email_world.ledger.list_contacts(state=State.SENDING)}
+        seen.append((mine, sending))
+        return original(client, message)
+
+    monkeypatch.setattr(email, "send_request", watched)
+    counts = send_due(email_world.ledger, email_world.cfg, workers=3)
+    assert counts["sent"] == 12 and len(seen) == 12
+    for mine, sending in seen:
+        assert mine <= sending  # its own contacts are sending while it goes
+        assert len(sending) <= 3  # and only the requests in flight are (3 workers)
+    assert {r["custom_args"]["dispatch_id"] for r in email_world.recipients()} == set(ids)
