@@ -3,14 +3,17 @@
 1. World generation at 100,000 and 1,000,000 customers (seconds, rows, peak memory).
 2. The pipeline on a 100,000-customer world: ingest per source, quality gate, dbt build, for
    the backfill and for one daily incremental run (seconds, rows per second, peak memory).
+3. Dispatch under a provider's rate limit: requests answered 429 per second, per channel.
 """
 
 import sys
 
-from orchestration.bench import generation, pipeline
+from orchestration.bench import dispatch, generation, pipeline
 
 print("# world generation", flush=True)
 generation.run((100_000, 1_000_000))
 print("# pipeline on 100,000 customers", flush=True)
 pipeline.run(100_000)
+print("# dispatch under a rate limit of 20 requests per second", flush=True)
+dispatch.run()
 sys.exit(0)

@@ -1,26 +1,35 @@
 """The email channel: due ledger contacts rendered from their campaign and sent through SendGrid.
 
-:func:`send_due` claims due ``email`` contacts from the ledger, renders each one with the
+:func:`send_due` reads due ``email`` contacts from the ledger, renders each one with the
 renderer of ``omni campaigns preview`` (:func:`~orchestration.campaigns.preview.contact_context`
 + :func:`~orchestration.campaigns.templating.render_contact`), sends them with the SendGrid SDK
-(v3 Mail Send) and records every outcome in the ledger:
+(v3 Mail Send) and records every outcome in the ledger the moment it arrives. A request's
+contacts go to ``sending`` only when it leaves (:func:`~orchestration.dispatch.pacing.
+send_window`), so a crash leaves at most the requests in flight, never contacts that were only
+read or rendered. The outcomes:
 
 - 202: ``sent`` with the ``X-Message-Id``;
-- 429: ``failed``, due again at ``Retry-After`` / ``X-RateLimit-Reset``; the rest of the
-  batch is not attempted (it is put back the same way) and the run stops;
+- 429: ``failed``, due again at ``Retry-After`` / ``X-RateLimit-Reset`` without using up an
+  attempt; every request to SendGrid waits until then and goes slower (the provider's gate);
 - 5xx, or the connection failed before the request was complete (refused, reset while
-  writing): ``failed``, retried with exponential backoff (nothing was accepted);
+  writing): ``failed``, retried with exponential backoff (nothing was accepted) until the retry
+  horizon; many in a row stop the run (an outage: the rest waits for the next run);
 - 401/403 (a wrong API key): ``failed`` and :class:`EmailAuthError` (the whole audience must
   not be dead-lettered because of a configuration mistake);
 - other 4xx: ``dead_lettered`` with SendGrid's error messages. When a request carrying several
   personalizations fails only because of some of them (a bad address), those are
   dead-lettered and the others are sent again without them: a 400 accepts nothing;
 - the request left but no answer came (read timeout, connection lost): ``unknown``. Such a
-  contact is never claimed again; :mod:`.email_events` reconciles it from SendGrid's events.
+  contact is never sent as it is; :mod:`.email_events` settles it from SendGrid's events or,
+  after the settle time, its Email Activity: ``sent`` when SendGrid has it, sent again when
+  SendGrid never saw it.
 
 A contact that cannot be rendered (campaign file missing or broken, template error, no
 address, an offer that differs from the campaign's) is dead-lettered with the reason; the rest
-of the batch goes on.
+goes on. Every request meets SendGrid's documented limits (unique categories: a campaign whose
+id is its trigger type names it once; a non-empty subject and bodies, text before HTML;
+``send_at`` within 72 hours; the configured unsubscribe group): the sandbox refuses anything
+else, as SendGrid does.
 
 Batching: the rendered content of a contact is personal (first name, store, cart), and a v3
 request carries one content for all its personalizations, so contacts share a request only
