@@ -61,7 +61,7 @@ from orchestration.campaigns import Campaign, load_all, render_contact
 from orchestration.campaigns.preview import PreviewError, contact_context
 from orchestration.dispatch import pacing
 from orchestration.dispatch.ledger import Contact, Ledger
-from orchestration.dispatch.states import DISPATCH_LOOKAHEAD, Channel, State
+from orchestration.dispatch.states import DISPATCH_LOOKAHEAD, Channel, IllegalTransition, State
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -422,32 +422,52 @@ class _Batch:
 
     def dead_letter(self, contact: Contact, reason: str) -> None:
         """A contact that cannot be sent (not rendered, refused by SendGrid)."""
-        self.ledger.dead_letter(contact.contact_id, reason, now=self.now)
+        try:
+            self.ledger.dead_letter(contact.contact_id, reason, now=self.now)
+        except IllegalTransition as problem:  # another dispatcher settled it meanwhile
+            log.info("%s: %s", contact.contact_id, problem)
+            return
         self.counts["dead_lettered"] += 1
         if contact.state is not State.SENDING:  # settled without a request: still handled
             self.counts["claimed"] += 1
 
     def sent(self, items: Sequence[Outgoing], message_id: str | None) -> None:
-        self.ledger.mark_sent_many(
-            {item.contact.contact_id: message_id for item in items}, now=self.now
-        )
-        self.counts["sent"] += len(items)
+        sent = {item.contact.contact_id: message_id for item in items}
+        try:
+            self.counts["sent"] += self.ledger.mark_sent_many(sent, now=self.now)
+            return
+        except IllegalTransition:  # some row left `sending` (stale recovery): one by one
+            pass
+        for contact_id in sent:
+            try:
+                self.ledger.mark_sent(contact_id, message_id, now=self.now)
+                self.counts["sent"] += 1
+            except IllegalTransition as problem:  # its events or activity will settle it
+                log.warning("could not mark %s sent: %s", contact_id, problem)
 
     def fail(
         self, contact: Contact, error: str, retry_at: datetime, *, counts_as_attempt: bool = True
     ) -> None:
-        after = self.ledger.mark_failed(
-            contact.contact_id,
-            error,
-            True,
-            retry_at=retry_at,
-            now=self.now,
-            counts_as_attempt=counts_as_attempt,
-        )
+        try:
+            after = self.ledger.mark_failed(
+                contact.contact_id,
+                error,
+                True,
+                retry_at=retry_at,
+                now=self.now,
+                counts_as_attempt=counts_as_attempt,
+            )
+        except IllegalTransition as problem:
+            log.warning("could not record the outcome of %s: %s", contact.contact_id, problem)
+            return
         self.counts["failed" if after.state == "failed" else "dead_lettered"] += 1
 
     def unknown(self, contact: Contact, error: str) -> None:
-        self.ledger.mark_unknown(contact.contact_id, error, now=self.now)
+        try:
+            self.ledger.mark_unknown(contact.contact_id, error, now=self.now)
+        except IllegalTransition as problem:
+            log.warning("could not record the outcome of %s: %s", contact.contact_id, problem)
+            return
         self.counts["unknown"] += 1
 
     def backoff(self, items: Sequence[Outgoing]) -> datetime:
