@@ -286,10 +286,11 @@ def poll_email_events(
     now: datetime | None = None,
     page_size: int = PAGE_SIZE,
 ) -> dict[str, int]:
-    """Read SendGrid's new events into ``email_events``, then reconcile unknown contacts.
+    """Read SendGrid's new events into ``email_events``, then settle the unknown contacts
+    they prove accepted (the others wait for :func:`reconcile_with_activity`).
 
-    Returns ``{"fetched", "inserted", "reconciled_sent", "reconciled_dead", "still_unknown"}``.
-    ``now`` stamps ``received_at`` and decides which unknown contacts are old enough to flag.
+    Returns ``{"fetched", "inserted", "reconciled_sent", "still_unknown"}``.
+    ``now`` stamps ``received_at`` and the reconciliations.
     """
     ensure_tables(ledger)
     received_at = _naive_utc(now)
