@@ -207,3 +207,32 @@ def test_a_reader_and_a_second_build_during_a_dbt_build(tmp_path: Path) -> None:
     assert f"omni customer: {waiting}" in reader_err
     assert f"dbt build: {waiting}" in second_err
     assert "Completed successfully" in first_out and "Completed successfully" in second_out
+
+
+def test_the_cosmos_dbt_tasks_take_the_lock_for_their_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow's dbt tasks (Cosmos) hold the writer lock from ``pre_execute`` to
+    ``post_execute``: a CLI writer meanwhile waits, then goes."""
+    from orchestration import warehouse
+
+    monkeypatch.setenv("OMNI_HOME", str(tmp_path))
+    cfg = settings.load()
+    warehouse.ensure_manifest(cfg)
+    operator_args = warehouse.cosmos_task_group_args(cfg)["operator_args"]
+
+    class Task:
+        task_id = "dbt.stg_shop__orders_run"
+
+    operator_args["pre_execute"]({"task": Task()})
+    try:
+        impatient = python(
+            tmp_path, HOLD.format(what="cli", seconds=0), OMNI_WAREHOUSE_LOCK_WAIT="0.5"
+        )
+        code, _, err = finished(impatient)
+        assert code != 0
+        assert "busy after" in err and "Airflow task dbt.stg_shop__orders_run" in err
+    finally:
+        operator_args["post_execute"]({"task": Task()}, None)
+    code, out, err = finished(python(tmp_path, HOLD.format(what="cli", seconds=0)))
+    assert code == 0 and "released" in out, err
