@@ -292,7 +292,7 @@ class _Undefined(StrictUndefined):
     def _undefined_message(self) -> str:
         owner, name = self._undefined_obj, self._undefined_name
         if self._undefined_hint is None and isinstance(owner, _Record) and isinstance(name, str):
-            return owner.unknown_field(name)
+            return owner._unknown_field(name)
         return str(super()._undefined_message)
 
 
@@ -593,8 +593,9 @@ class _Record:
         )
         object.__setattr__(self, "_label", label)
 
-    def unknown_field(self, name: str) -> str:
-        """The message for a field this record does not have."""
+    def _unknown_field(self, name: str) -> str:
+        """The message for a field this record does not have (private: templates cannot call
+        it, and no data key can be shadowed by a public method)."""
         return _unknown_field(name, self._label, self._data)
 
     def __getattr__(self, name: str) -> Any:
