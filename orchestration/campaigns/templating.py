@@ -490,9 +490,11 @@ def _field_issues(
             inner = dict(scope)
             inner.pop("loop", None)
             label, shape = _shape_of(node.iter, scope)
-            targets = list(node.target.find_all(nodes.Name))
-            if isinstance(node.target, nodes.Name):
-                targets = [node.target]
+            targets = (
+                [node.target]
+                if isinstance(node.target, nodes.Name)
+                else list(node.target.find_all(nodes.Name))
+            )
             for target in targets:
                 inner.pop(target.name, None)
             if isinstance(node.target, nodes.Name) and isinstance(shape, list) and shape:
