@@ -53,6 +53,8 @@ class Settings:
     ledger_url: str = field(default="", repr=False)
     # The SendGrid unsubscribe group (ASM) of marketing email (OMNI_SENDGRID_ASM_GROUP_ID).
     sendgrid_asm_group_id: int = 1
+    # How long a warehouse reader or writer waits for the lock (OMNI_WAREHOUSE_LOCK_WAIT, s).
+    warehouse_lock_wait_seconds: float = 1800.0
 
     @property
     def world_dir(self) -> Path:
@@ -109,4 +111,5 @@ def load() -> Settings:
         sandbox_listen_host=_env("OMNI_SANDBOX_LISTEN_HOST", SANDBOX_HOST),
         ledger_url=_env("OMNI_LEDGER_URL", f"sqlite:///{omni_home / 'ledger.sqlite'}"),
         sendgrid_asm_group_id=int(_env("OMNI_SENDGRID_ASM_GROUP_ID", "1")),
+        warehouse_lock_wait_seconds=float(_env("OMNI_WAREHOUSE_LOCK_WAIT", "1800")),
     )

@@ -1,17 +1,37 @@
-"""The dbt project as Airflow sees it, and read-only questions to the warehouse.
+"""The dbt project as Airflow sees it, the warehouse lock, and read-only questions.
 
 Cosmos renders the dbt project from its manifest (``dbt parse`` writes it), so parsing a DAG
 runs no dbt command and opens no database. Every dbt task holds the one-slot ``warehouse``
 pool: DuckDB has a single writer.
+
+**The warehouse lock** (``OMNI_HOME/warehouse.lock``, an advisory ``flock``). DuckDB lets no
+other process open the file while one writes it, and a reader that opens it between two of a
+build's models makes the build fail. So every writer (``omni dbt``, the ingest loads, the
+quality gate, publishing the campaigns, loading the dispatch ledger, the Cosmos dbt tasks)
+holds :func:`writing`, and the CLI readers (``omni report``, ``customer``, ``campaigns
+preview``, ``dispatch run``) hold :func:`reading`. Readers share the lock; a writer has it
+alone. Whoever has to wait says so on stderr (who holds it, since when) and waits up to
+``OMNI_WAREHOUSE_LOCK_WAIT`` seconds (default 30 minutes), then fails with
+:class:`WarehouseBusy` naming the holder; it never breaks the one that holds it. The kernel
+drops the lock when its process ends, so a killed build leaves no stale lock.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestration.settings import Settings
 
@@ -53,13 +73,196 @@ def ensure_manifest(cfg: Settings) -> Path:
     return manifest
 
 
+# dbt commands that never open the warehouse (everything else holds the writer lock).
+_DBT_WITHOUT_WAREHOUSE = frozenset({"parse", "ls", "list", "deps", "clean", "--version", "-v"})
+
+
 def dbt(cfg: Settings, *args: str) -> None:
-    """Run one dbt command on the project (used outside Airflow: parse, bench, tests)."""
+    """Run one dbt command on the project (used outside Airflow: parse, bench, tests), under
+    the warehouse writer lock unless the command never opens the warehouse."""
     executable = Path(sys.executable).with_name("dbt")
     project = str(cfg.dbt_project_dir)
     command = [str(executable), *args, "--project-dir", project, "--profiles-dir", project]
     cfg.omni_home.mkdir(parents=True, exist_ok=True)
-    subprocess.run(command, check=True, env={**os.environ, **dbt_env(cfg)}, cwd=project)
+    if args and args[0] in _DBT_WITHOUT_WAREHOUSE:
+        subprocess.run(command, check=True, env={**os.environ, **dbt_env(cfg)}, cwd=project)
+        return
+    with writing(cfg, f"dbt {' '.join(args[:1])}".strip()):
+        subprocess.run(command, check=True, env={**os.environ, **dbt_env(cfg)}, cwd=project)
+
+
+# --- the warehouse lock ---------------------------------------------------------------------
+
+LOCK_FILE = "warehouse.lock"
+_POLL_SECONDS = 0.2
+_REMIND_SECONDS = 30.0
+
+
+class WarehouseBusy(RuntimeError):
+    """The warehouse lock was not free in time; the message names who holds it."""
+
+
+@dataclass
+class _Held:
+    fd: int
+    exclusive: bool
+    depth: int = 1
+
+
+_HELD = threading.local()  # this thread's locks: {lock path: _Held}
+
+
+def lock_path(cfg: Settings) -> Path:
+    return cfg.omni_home / LOCK_FILE
+
+
+def _held() -> dict[Path, _Held]:
+    if not hasattr(_HELD, "locks"):
+        _HELD.locks = {}
+    return _HELD.locks
+
+
+def holder(cfg: Settings) -> str:
+    """Who holds the lock, in words (for messages): the writer, else 'readers'."""
+    try:
+        text = lock_path(cfg).read_text(encoding="utf-8").strip()
+        info = json.loads(text) if text else None
+    except (OSError, ValueError):
+        info = None
+    if not info:
+        return "readers of the warehouse (omni report, customer, campaigns preview...)"
+    return f"{info.get('what')} (pid {info.get('pid')}, writing since {info.get('since')})"
+
+
+def _acquire(cfg: Settings, exclusive: bool, what: str, wait: float | None) -> Path:
+    """Take the lock (re-entrant in a thread); wait with a message while someone else has it."""
+    path = lock_path(cfg)
+    held = _held().get(path)
+    if held is not None:
+        if exclusive and not held.exclusive:
+            raise RuntimeError(f"{what}: cannot write the warehouse while this thread reads it")
+        held.depth += 1
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    wait = cfg.warehouse_lock_wait_seconds if wait is None else wait
+    started = time.monotonic()
+    reminded = 0.0
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - started
+                if waited >= wait:
+                    raise WarehouseBusy(
+                        f"{what}: the warehouse is still busy after {waited:.0f} s: "
+                        f"{holder(cfg)}. Nothing was changed; try again when it has finished "
+                        "(OMNI_WAREHOUSE_LOCK_WAIT sets how long to wait)"
+                    ) from None
+                if waited >= reminded:
+                    print(
+                        f"{what}: waiting for the warehouse: {holder(cfg)} "
+                        f"(waited {waited:.0f} s of at most {wait:.0f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    reminded += _REMIND_SECONDS
+                time.sleep(_POLL_SECONDS)
+        if exclusive:
+            since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            record = json.dumps({"what": what, "pid": os.getpid(), "since": since})
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    _held()[path] = _Held(fd, exclusive)
+    return path
+
+
+def _release(path: Path) -> None:
+    held = _held().get(path)
+    if held is None:
+        return
+    held.depth -= 1
+    if held.depth > 0:
+        return
+    del _held()[path]
+    try:
+        if held.exclusive:
+            os.ftruncate(held.fd, 0)  # no writer any more (readers may follow)
+        fcntl.flock(held.fd, fcntl.LOCK_UN)
+    finally:
+        os.close(held.fd)
+
+
+@contextmanager
+def writing(cfg: Settings, what: str, wait: float | None = None) -> Iterator[None]:
+    """Hold the warehouse alone while writing it (``what``: who, for others' messages)."""
+    path = _acquire(cfg, True, what, wait)
+    try:
+        yield
+    finally:
+        _release(path)
+
+
+@contextmanager
+def reading(cfg: Settings, what: str, wait: float | None = None) -> Iterator[None]:
+    """Read the warehouse with no writer at work (other readers are welcome)."""
+    path = _acquire(cfg, False, what, wait)
+    try:
+        yield
+    finally:
+        _release(path)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def writes_warehouse(what: str) -> Callable[[F], F]:
+    """Decorate a function that writes the warehouse: it runs under :func:`writing`, with the
+    ``cfg`` it is given (keyword, or a positional ``Settings``) or the current settings."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            cfg = kwargs.get("cfg")
+            if cfg is None:
+                cfg = next((arg for arg in args if isinstance(arg, Settings)), None)
+            if cfg is None:
+                from orchestration import settings
+
+                cfg = settings.load()
+            with writing(cfg, what):
+                return function(*args, **kwargs)
+
+        return locked  # type: ignore[return-value]
+
+    return decorate
+
+
+def _lock_for_task(context: Any) -> None:
+    """Airflow ``pre_execute`` of the Cosmos dbt tasks: take the writer lock for the task
+    (the task process holds it; it ends with the task, whatever happens)."""
+    from orchestration import settings
+
+    task = context.get("task") if hasattr(context, "get") else None
+    what = f"Airflow task {getattr(task, 'task_id', 'dbt')}"
+    cfg = settings.load()
+    if lock_path(cfg) not in _held():  # a task that failed earlier in this process kept it
+        _acquire(cfg, True, what, None)
+
+
+def _unlock_after_task(context: Any, result: Any = None) -> None:
+    """Airflow ``post_execute`` of the Cosmos dbt tasks: give the writer lock back."""
+    from orchestration import settings
+
+    path = lock_path(settings.load())
+    while path in _held():
+        _release(path)
 
 
 def cosmos_task_group_args(cfg: Settings) -> dict[str, Any]:
@@ -104,7 +307,13 @@ def cosmos_task_group_args(cfg: Settings) -> dict[str, Any]:
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,
         ),
-        "operator_args": {"pool": WAREHOUSE_POOL, "install_deps": False},
+        "operator_args": {
+            "pool": WAREHOUSE_POOL,
+            "install_deps": False,
+            # the warehouse lock, so a CLI reader or writer waits instead of breaking the build
+            "pre_execute": _lock_for_task,
+            "post_execute": _unlock_after_task,
+        },
     }
 
 

@@ -3,14 +3,18 @@
 1. World generation at 100,000 and 1,000,000 customers (seconds, rows, peak memory).
 2. The pipeline on a 100,000-customer world: ingest per source, quality gate, dbt build, for
    the backfill and for one daily incremental run (seconds, rows per second, peak memory).
+3. The campaign renderer under its limits (contacts per second, the deadline's cost, the
+   runaway templates refused).
 """
 
 import sys
 
-from orchestration.bench import generation, pipeline
+from orchestration.bench import generation, pipeline, rendering
 
 print("# world generation", flush=True)
 generation.run((100_000, 1_000_000))
 print("# pipeline on 100,000 customers", flush=True)
 pipeline.run(100_000)
+print("# campaign rendering under its limits", flush=True)
+rendering.run()
 sys.exit(0)

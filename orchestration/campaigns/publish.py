@@ -148,12 +148,17 @@ def publish_configs(cfg: Settings, campaigns: Sequence[Campaign]) -> int:
     """
     import duckdb
 
+    from orchestration import warehouse
+
     published_at = datetime.now(UTC).replace(tzinfo=None)
     rows = [campaign_row(campaign, published_at) for campaign in campaigns]
     cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     columns_sql = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
     placeholders = ", ".join("?" for _ in COLUMNS)
-    with duckdb.connect(str(cfg.warehouse_path)) as con:
+    with (
+        warehouse.writing(cfg, "publishing the campaigns"),
+        duckdb.connect(str(cfg.warehouse_path)) as con,
+    ):
         con.execute("begin transaction")
         try:
             con.execute(f"create schema if not exists {SCHEMA}")

@@ -220,6 +220,31 @@ def test_preview_for_a_customer_outside_the_audience(activated: Activated, tmp_p
     assert (tmp_path / "email.html").exists() and (tmp_path / "staff_card.txt").exists()
 
 
+def test_a_template_failing_on_real_data_is_one_readable_preview_error(
+    activated: Activated, tmp_path: Path
+) -> None:
+    """The template passes validation (the example customer skips the branch) and fails for
+    a real customer: preview says campaign, file, line, field and why; never a traceback."""
+    from orchestration.campaigns.preview import PreviewError
+
+    directory = tmp_path / "campaigns"
+    shutil.copytree(activated.campaigns_dir, directory)
+    path = directory / "abandoned_cart_nearby_store.yml"
+    note = "    staff_note: >\n      "
+    text = path.read_text(encoding="utf-8")
+    assert note in text
+    poisoned = '{% if customer.customer_id != "C000123" %}{{ 1 / 0 }}{% endif %}'
+    path.write_text(text.replace(note, f"{note}{poisoned}\n      ", 1), encoding="utf-8")
+    assert load_all(directory)[1] == []  # valid: the example customer is C000123
+    with pytest.raises(PreviewError) as caught:
+        preview(activated.cfg, "abandoned_cart_nearby_store", campaigns_dir=directory)
+    message = str(caught.value)
+    line = text.splitlines().index(note.splitlines()[0]) + 2  # the template's first line
+    assert "campaign abandoned_cart_nearby_store: " in message
+    assert f"abandoned_cart_nearby_store.yml:{line}: channels.in_store.staff_note: " in message
+    assert message.endswith("ZeroDivisionError: division by zero")
+
+
 def test_dispatch_history_drives_cap_and_re_entry(activated: Activated) -> None:
     """Runs last (it rebuilds the activation models on top of a fake dispatch ledger)."""
     picked = query(
