@@ -53,6 +53,9 @@ class Settings:
     ledger_url: str = field(default="", repr=False)
     # The SendGrid unsubscribe group (ASM) of marketing email (OMNI_SENDGRID_ASM_GROUP_ID).
     sendgrid_asm_group_id: int = 1
+    # Where pytensor keeps the C code it compiles for the prediction model
+    # (OMNI_COMPILE_CACHE; default OMNI_HOME/pytensor). The first fit compiles for minutes.
+    compile_cache: str = ""
 
     @property
     def world_dir(self) -> Path:
@@ -76,6 +79,11 @@ class Settings:
     def quality_dir(self) -> Path:
         """Great Expectations validation summaries."""
         return self.omni_home / "quality"
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        """pytensor's compile cache (the predictions step; see docs/decisions.md)."""
+        return Path(self.compile_cache) if self.compile_cache else self.omni_home / "pytensor"
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -109,4 +117,5 @@ def load() -> Settings:
         sandbox_listen_host=_env("OMNI_SANDBOX_LISTEN_HOST", SANDBOX_HOST),
         ledger_url=_env("OMNI_LEDGER_URL", f"sqlite:///{omni_home / 'ledger.sqlite'}"),
         sendgrid_asm_group_id=int(_env("OMNI_SENDGRID_ASM_GROUP_ID", "1")),
+        compile_cache=_env("OMNI_COMPILE_CACHE", ""),
     )
