@@ -104,9 +104,7 @@ def score(
     if fit.skipped_reason is None:
         status = frame["p_alive"].notna().map({True: "predicted", False: "no_orders"})
     else:
-        status = frame["frequency"].notna().map(
-            {True: "not_enough_history", False: "no_orders"}
-        )
+        status = frame["frequency"].notna().map({True: "not_enough_history", False: "no_orders"})
     table = pa.table(
         {
             "customer_id": frame["customer_id"].astype(str),
@@ -143,9 +141,7 @@ def _floats(values: pd.Series) -> pa.Array:
 
 
 def _ints(values: pd.Series) -> pa.Array:
-    return pa.array(
-        [None if pd.isna(value) else int(value) for value in values], type=pa.int64()
-    )
+    return pa.array([None if pd.isna(value) else int(value) for value in values], type=pa.int64())
 
 
 def write(cfg: Settings, table: pa.Table) -> None:
