@@ -64,7 +64,9 @@ def backtest_warehouse(
     cut = start + timedelta(days=calibration_days - 1)
     horizon = (end - cut).days
     cut_vars = json.dumps({"as_of_date": cut.isoformat()})
-    warehouse.dbt(cfg, "run", "--select", "+dim_customers", "+fct_orders", "--vars", cut_vars)
+    warehouse.dbt(
+        cfg, "--quiet", "run", "--select", "+dim_customers", "+fct_orders", "--vars", cut_vars
+    )
     as_of, customers, orders = run.read_history(cfg)
     if as_of != cut:
         raise RuntimeError(f"the marts are as of {as_of}, not the cut {cut}")
@@ -72,7 +74,7 @@ def backtest_warehouse(
     scored = table.to_pandas()
     scored = scored.loc[scored["prediction_status"] == "predicted"]
     frame = scored.merge(_stages(cfg), on="customer_id", how="left")
-    warehouse.dbt(cfg, "run", "--select", "+fct_orders", "--full-refresh")
+    warehouse.dbt(cfg, "--quiet", "run", "--select", "+fct_orders", "--full-refresh")
     actual = _orders_after(cfg, cut, horizon)
     frame = frame.assign(
         actual_purchases=frame["customer_id"].map(actual).fillna(0),
@@ -108,7 +110,7 @@ def run_backtest(customers: int = 5_000, days: int = 90, seed: int = 42) -> dict
         result = backtest_warehouse(cfg, start, end)
         # The production step as it runs in the DAG (90-day horizon, on the full marts), as a
         # child process: its own seconds and peak memory, import included.
-        warehouse.dbt(cfg, "run", "--select", "+dim_customers")
+        warehouse.dbt(cfg, "--quiet", "run", "--select", "+dim_customers")
         measured = run_measured([str(Path(sys.executable).with_name("omni")), "predict"], env)
     result["omni_predict"] = {
         "customers": customers,
