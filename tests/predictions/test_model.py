@@ -21,6 +21,7 @@ import pytest
 
 from orchestration import settings
 from orchestration.predictions import backtest, model
+
 from .world_orders import world_orders
 
 CUSTOMERS = 800
@@ -66,7 +67,9 @@ def test_auc_is_the_share_of_correctly_ordered_pairs() -> None:
     labels = [True, False, True, False, False, True, True]
     pairs = [
         1.0 if high > low else 0.5 if high == low else 0.0
-        for (high, is_positive), (low, is_negative) in product(zip(scores, labels), repeat=2)
+        for (high, is_positive), (low, is_negative) in product(
+            zip(scores, labels, strict=True), repeat=2
+        )
         if is_positive and not is_negative
     ]
     assert backtest.auc(scores, labels) == pytest.approx(sum(pairs) / len(pairs))
