@@ -67,7 +67,7 @@ def by_group(frame: pd.DataFrame, group: str) -> list[dict[str, Any]]:
     for value, part in frame.groupby(group, dropna=False, sort=True):
         rows.append(
             {
-                group: None if pd.isna(value) else value,
+                group: None if pd.isna(value) else getattr(value, "item", lambda: value)(),
                 "customers": len(part),
                 "bought_again": round(float(part["bought_again"].mean()), 3),
                 "mean_actual": round(float(part["actual_purchases"].mean()), 3),
