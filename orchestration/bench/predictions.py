@@ -115,6 +115,7 @@ def run_backtest(customers: int = 5_000, days: int = 90, seed: int = 42) -> dict
     result["omni_predict"] = {
         "customers": customers,
         "seconds": measured.seconds,
+        "cpu_seconds": measured.cpu_seconds,
         "peak_mib": measured.peak_mib,
         "model_seconds": json.loads(measured.stdout)["seconds"],
     }
