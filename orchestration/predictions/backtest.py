@@ -67,7 +67,7 @@ def by_group(frame: pd.DataFrame, group: str) -> list[dict[str, Any]]:
     for value, part in frame.groupby(group, dropna=False, sort=True):
         rows.append(
             {
-                group: None if pd.isna(value) else getattr(value, "item", lambda: value)(),
+                group: _plain(value),
                 "customers": len(part),
                 "bought_again": round(float(part["bought_again"].mean()), 3),
                 "mean_actual": round(float(part["actual_purchases"].mean()), 3),
@@ -75,6 +75,13 @@ def by_group(frame: pd.DataFrame, group: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (JSON-ready); missing as None."""
+    if pd.isna(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def evaluate(frame: pd.DataFrame) -> dict[str, Any]:

@@ -341,3 +341,22 @@ def test_every_customer_is_scored_and_the_p_alive_filter_holds(activated: Activa
         [P_ALIVE_CAMPAIGN],
     )[0][0]
     assert others == 0  # a campaign without the filter ignores the model
+
+
+def test_omni_customer_shows_the_prediction(activated: Activated) -> None:
+    from orchestration.measurement.customer import customer_history, format_history
+
+    customer_id, p_alive, status = query(
+        activated,
+        "select customer_id, p_alive, prediction_status from predictions.customer_predictions "
+        "where p_alive is not null order by customer_id limit 1",
+    )[0]
+    history = customer_history(activated.cfg, customer_id)
+    assert history["prediction"]["p_alive"] == p_alive and status == "predicted"
+    assert f"p_alive {p_alive:.2f}" in format_history(history)
+    (never,) = query(
+        activated,
+        "select customer_id from predictions.customer_predictions "
+        "where prediction_status = 'no_orders' order by customer_id limit 1",
+    )[0]
+    assert "no_orders (no score)" in format_history(customer_history(activated.cfg, never))
