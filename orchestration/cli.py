@@ -157,6 +157,21 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import logging
+
+    from orchestration.predictions import PredictionError, PredictionsUnavailable, predict
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        result = predict(settings_module.load())
+    except (PredictionError, PredictionsUnavailable) as error:
+        print(f"predict failed: {error}", file=sys.stderr)
+        return 1
+    _print(result)
+    return 0
+
+
 def _customer(args: argparse.Namespace) -> int:
     from orchestration.measurement.customer import (
         CustomerHistoryError,
@@ -298,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=90)
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(handler=_demo)
+
+    predict = commands.add_parser(
+        "predict",
+        help="score every customer (p_alive, purchases and value in 90 days) after dbt build",
+    )
+    predict.set_defaults(handler=_predict)
 
     customer = commands.add_parser(
         "customer", help="one customer's whole history across channels, in time order"

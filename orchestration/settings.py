@@ -55,6 +55,9 @@ class Settings:
     sendgrid_asm_group_id: int = 1
     # How long a warehouse reader or writer waits for the lock (OMNI_WAREHOUSE_LOCK_WAIT, s).
     warehouse_lock_wait_seconds: float = 1800.0
+    # Where pytensor keeps the C code it compiles for the prediction model
+    # (OMNI_COMPILE_CACHE; default OMNI_HOME/pytensor). The first fit compiles for minutes.
+    compile_cache: str = ""
 
     @property
     def world_dir(self) -> Path:
@@ -78,6 +81,11 @@ class Settings:
     def quality_dir(self) -> Path:
         """Great Expectations validation summaries."""
         return self.omni_home / "quality"
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        """pytensor's compile cache (the predictions step; see docs/decisions.md)."""
+        return Path(self.compile_cache) if self.compile_cache else self.omni_home / "pytensor"
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -112,4 +120,5 @@ def load() -> Settings:
         ledger_url=_env("OMNI_LEDGER_URL", f"sqlite:///{omni_home / 'ledger.sqlite'}"),
         sendgrid_asm_group_id=int(_env("OMNI_SENDGRID_ASM_GROUP_ID", "1")),
         warehouse_lock_wait_seconds=float(_env("OMNI_WAREHOUSE_LOCK_WAIT", "1800")),
+        compile_cache=_env("OMNI_COMPILE_CACHE", ""),
     )

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +36,10 @@ from typing import Any, TypeVar
 from orchestration.settings import Settings
 
 WAREHOUSE_POOL = "warehouse"
+# The models that read the predictive model's scores, and everything downstream of them (the
+# audiences): warehouse_build runs dbt in two groups around the `predict` task, which needs the
+# marts and writes predictions.customer_predictions (docs/decisions.md).
+AFTER_PREDICTIONS = "stg_predictions__customer_predictions+"
 PROFILE_NAME = "omni"
 MANIFEST = Path("target") / "manifest.json"
 # What the dbt manifest depends on: any change here means `dbt parse` again.
@@ -265,10 +269,80 @@ def _unlock_after_task(context: Any, result: Any = None) -> None:
         _release(path)
 
 
-def cosmos_task_group_args(cfg: Settings) -> dict[str, Any]:
-    """Arguments for ``cosmos.DbtTaskGroup``: one Airflow task per model (build = run + tests)."""
+def models_after_predictions(manifest: Path) -> frozenset[str]:
+    """Unique ids of the nodes downstream of the predictions staging model (from the manifest)."""
+    import json
+
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    root = AFTER_PREDICTIONS.rstrip("+")
+    pending = [node_id for node_id, node in data["nodes"].items() if node.get("name") == root]
+    found: set[str] = set()
+    while pending:
+        node_id = pending.pop()
+        if node_id not in found:
+            found.add(node_id)
+            pending.extend(data["child_map"].get(node_id, []))
+    return frozenset(found)
+
+
+def _tests_run_later(later: frozenset[str], render_config: Any) -> Any:
+    """A cosmos node converter for the tests of the first dbt group.
+
+    Cosmos adds a test with several models to every group that holds one of them
+    (``DbtGraph.update_node_dependency``): a relationships test from an audience to
+    ``dim_customers`` would also run in the first group, before the audience exists (on the
+    first build, "table does not exist"). There it becomes a placeholder that does nothing; its
+    real task is in the second group, after both models. Other tests are rendered as usual.
+    """
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from cosmos.airflow.graph import create_test_task_metadata
+    from cosmos.core.airflow import get_airflow_task
+
+    def convert(**kwargs: Any) -> Any:
+        # kwargs["node"] is not the test (cosmos 1.15 passes the last model rendered): find
+        # the test by its task id among the detached tests.
+        task_id = kwargs["task_id"]
+        candidates = [
+            test
+            for tests in kwargs["detached_from_parent"].values()
+            for test in tests
+            if f"{test.resource_name.split('.')[0]}_test" == task_id
+        ]
+        if not candidates:
+            raise ValueError(f"no dbt test renders as task {task_id!r}")
+        node = candidates[0]
+        if later.isdisjoint(node.depends_on):
+            metadata = create_test_task_metadata(
+                kwargs["task_id"],
+                kwargs["execution_mode"],
+                kwargs["test_indirect_selection"],
+                task_args=kwargs["task_args"],
+                on_warning_callback=kwargs["on_warning_callback"],
+                node=node,
+                render_config=render_config,
+                enable_owner_inheritance=kwargs["enable_owner_inheritance"],
+            )
+            return get_airflow_task(metadata, kwargs["dag"], kwargs["task_group"])
+        return EmptyOperator(
+            task_id=kwargs["task_id"],
+            dag=kwargs["dag"],
+            task_group=kwargs["task_group"],
+            pool=WAREHOUSE_POOL,
+            doc_md="Placeholder: this test runs in the `dbt_audiences` group, after its models.",
+        )
+
+    return convert
+
+
+def cosmos_task_group_args(
+    cfg: Settings, *, select: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Arguments for ``cosmos.DbtTaskGroup``: one Airflow task per model (build = run + tests),
+    for the models matching ``select`` (all when empty) and not ``exclude`` (dbt syntax).
+    Excluding ``AFTER_PREDICTIONS`` also defers the tests that span both groups."""
     from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import (
+        DbtResourceType,
         ExecutionMode,
         InvocationMode,
         LoadMode,
@@ -281,6 +355,20 @@ def cosmos_task_group_args(cfg: Settings) -> dict[str, Any]:
         raise FileNotFoundError(
             f"dbt manifest not found at {manifest}: run `omni dbt parse` (make does it for you)"
         )
+    render_config = RenderConfig(
+        load_method=LoadMode.DBT_MANIFEST,
+        select=list(select),
+        exclude=list(exclude),
+        test_behavior=TestBehavior.BUILD,
+        # A test on two models (relationships) runs as its own task after both exist.
+        should_detach_multiple_parents_tests=True,
+        emit_datasets=False,
+    )
+    if AFTER_PREDICTIONS in exclude:
+        later = models_after_predictions(manifest)
+        render_config.node_converters = {
+            DbtResourceType.TEST: _tests_run_later(later, render_config)
+        }
     return {
         "project_config": ProjectConfig(
             dbt_project_path=cfg.dbt_project_dir,
@@ -300,13 +388,7 @@ def cosmos_task_group_args(cfg: Settings) -> dict[str, Any]:
             # several models (relationships) is its own task, after all its models exist.
             test_indirect_selection=TestIndirectSelection.CAUTIOUS,
         ),
-        "render_config": RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,
-            # A test on two models (relationships) runs as its own task after both exist.
-            should_detach_multiple_parents_tests=True,
-            emit_datasets=False,
-        ),
+        "render_config": render_config,
         "operator_args": {
             "pool": WAREHOUSE_POOL,
             "install_deps": False,

@@ -5,11 +5,14 @@
    the backfill and for one daily incremental run (seconds, rows per second, peak memory).
 3. The campaign renderer under its limits (contacts per second, the deadline's cost, the
    runaway templates refused).
+4. The predictive lifecycle backtest on a 5,000-customer world (fit on days 1..60, compare
+   with days 61..90): AUC of the model, the lifecycle stage and the recency score side by
+   side, calibration by decile, and `omni predict`'s seconds and peak memory.
 """
 
 import sys
 
-from orchestration.bench import generation, pipeline, rendering
+from orchestration.bench import generation, pipeline, predictions, rendering
 
 print("# world generation", flush=True)
 generation.run((100_000, 1_000_000))
@@ -17,4 +20,6 @@ print("# pipeline on 100,000 customers", flush=True)
 pipeline.run(100_000)
 print("# campaign rendering under its limits", flush=True)
 rendering.run()
+print("# predictive lifecycle backtest on 5,000 customers", flush=True)
+predictions.run_and_print(5_000)
 sys.exit(0)

@@ -195,6 +195,25 @@ class Audience(_Model):
     lifecycle_stages: list[LifecycleStage] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list, description="RFM segments.")
     value_bands: list[ValueBand] = Field(default_factory=list)
+    min_p_alive: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Only customers the predictive model gives at least this probability of still "
+            "being a customer (p_alive, 0-1). Customers without a prediction are left out."
+        ),
+    )
+    max_p_alive: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Only customers with at most this p_alive, e.g. a win-back for customers the "
+            "model says are slipping, not for those buying anyway. Customers without a "
+            "prediction are left out."
+        ),
+    )
 
 
 # --- offer ----------------------------------------------------------------------------------
@@ -414,6 +433,8 @@ class Campaign(_Model):
             "lifecycle_stages": [str(stage) for stage in self.audience.lifecycle_stages],
             "segments": [str(segment) for segment in self.audience.segments],
             "value_bands": [str(band) for band in self.audience.value_bands],
+            "min_p_alive": self.audience.min_p_alive,
+            "max_p_alive": self.audience.max_p_alive,
             "offer_id": offer.id,
             "offer_kind": offer.kind,
             "offer_value": getattr(offer, "value", None),
@@ -449,6 +470,20 @@ class Campaign(_Model):
                 end=str(self.end_date),
                 start=str(self.start_date),
                 allowed=f"a date after {self.start_date}",
+            )
+        audience = self.audience
+        if (
+            audience.min_p_alive is not None
+            and audience.max_p_alive is not None
+            and audience.min_p_alive > audience.max_p_alive
+        ):
+            problem(
+                ("audience", "max_p_alive"),
+                "max_p_alive {high} is below min_p_alive {low}: nobody could qualify",
+                audience.max_p_alive,
+                high=audience.max_p_alive,
+                low=audience.min_p_alive,
+                allowed=f"a probability from {audience.min_p_alive} to 1",
             )
         if self.transactional and self.frequency_cap_override is not None:
             problem(

@@ -470,6 +470,31 @@ CASES = [
         "{{ offer.label }}",
         id="template-without-the-offer",
     ),
+    pytest.param(
+        "p_alive_above_one",
+        [("  value_bands: [mid, high]\n", "  value_bands: [mid, high]\n  min_p_alive: 1.5\n")],
+        "win_back_recovery",
+        "audience.min_p_alive",
+        "min_p_alive: 1.5",
+        "less than or equal to 1",
+        "1",
+        id="p-alive-above-one",
+    ),
+    pytest.param(
+        "p_alive_bounds_crossed",
+        [
+            (
+                "  value_bands: [mid, high]\n",
+                "  value_bands: [mid, high]\n  min_p_alive: 0.6\n  max_p_alive: 0.3\n",
+            )
+        ],
+        "win_back_recovery",
+        "audience.max_p_alive",
+        "max_p_alive: 0.3",
+        "below min_p_alive 0.6",
+        "from 0.6 to 1",
+        id="p-alive-bounds-crossed",
+    ),
 ]
 
 
