@@ -12,6 +12,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DBT_SEND_ANONYMOUS_USAGE_STATS=false
 
 WORKDIR /opt/omni
+# g++: pytensor (the predictions model) compiles its operations; pure Python is far too slow.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements/requirements.txt requirements/requirements.txt
 RUN pip install -r requirements/requirements.txt psycopg2-binary==2.9.13
 COPY . .

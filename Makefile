@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export OMNI_HOME ?= $(CURDIR)/.omni
 
-.PHONY: install demo test lint airflow bench clean chromium
+.PHONY: install demo test lint airflow bench clean chromium cxx
 
 install: $(STAMP)
 
@@ -19,25 +19,29 @@ $(STAMP): requirements/requirements.txt pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) cxx
 	$(BIN)/omni demo
 
-test: $(STAMP) lint chromium
+test: $(STAMP) lint chromium cxx
 	$(BIN)/python -m pytest
 
 # The report test (tests/measurement) renders the HTML report in headless Debian chromium.
 chromium:
 	scripts/install-chromium
 
+# The predictions model (pymc-marketing -> pytensor) compiles C++: Debian g++ when missing.
+cxx:
+	scripts/install-cxx
+
 lint: $(STAMP)
 	$(BIN)/ruff check orchestration dags tests
 	$(BIN)/ruff format --check orchestration dags tests
 	$(BIN)/mypy orchestration dags
 
-airflow: $(STAMP)
+airflow: $(STAMP) cxx
 	$(BIN)/omni airflow
 
-bench: $(STAMP)
+bench: $(STAMP) cxx
 	$(BIN)/python -m orchestration.bench
 
 clean:

@@ -11,8 +11,14 @@ Runs when all three raw assets (`raw_shop`, `raw_pos`, `raw_social`) have been u
    warehouse schema `dispatch`, so every build's frequency cap, re-entry, email blocks and
    measurement read the current contact history (`fct_campaign_contacts`).
 4. `dbt`: one task per dbt model (rendered by astronomer-cosmos; each task is `dbt build` of
-   that model: run plus its tests), staging -> intermediate -> marts -> triggers -> activation.
-5. `publish`: logs rows per layer and publishes the `warehouse_marts` asset.
+   that model: run plus its tests), staging -> intermediate -> marts -> triggers, every model
+   except those that read the predictions.
+5. `predict`: the predictive lifecycle model (Pareto/NBD + Gamma-Gamma, fitted on
+   `marts.fct_orders`) writes `predictions.customer_predictions`: p_alive, expected purchases
+   and value in the next 90 days per customer.
+6. `dbt_audiences`: the models that read the predictions and everything after them (the
+   campaign audiences, which can filter on p_alive), one task per model as in 4.
+7. `publish`: logs rows per layer and publishes the `warehouse_marts` asset.
 
 Every task that writes the DuckDB file holds the one-slot `warehouse` pool.
 """
@@ -55,13 +61,29 @@ def warehouse_build() -> None:
 
         return load(settings.load())
 
-    dbt = DbtTaskGroup(group_id="dbt", **warehouse.cosmos_task_group_args(settings.load()))
+    cfg = settings.load()
+    dbt = DbtTaskGroup(
+        group_id="dbt",
+        **warehouse.cosmos_task_group_args(cfg, exclude=[warehouse.AFTER_PREDICTIONS]),
+    )
+
+    @task(pool=warehouse.WAREHOUSE_POOL)
+    def predict() -> dict[str, Any]:
+        from orchestration.predictions import predict as run_model
+
+        return run_model(settings.load())
+
+    dbt_audiences = DbtTaskGroup(
+        group_id="dbt_audiences",
+        **warehouse.cosmos_task_group_args(cfg, select=[warehouse.AFTER_PREDICTIONS]),
+    )
 
     @task(outlets=[assets.WAREHOUSE])
     def publish() -> dict[str, Any]:
         return warehouse.layer_counts(settings.load())
 
-    check_raw() >> publish_campaigns() >> load_dispatch() >> dbt >> publish()
+    chain = check_raw() >> publish_campaigns() >> load_dispatch() >> dbt >> predict()
+    chain >> dbt_audiences >> publish()
 
 
 warehouse_build()

@@ -1,15 +1,31 @@
-"""The `omni` command: one entry point for engineers and marketers."""
+"""The `omni` command: one entry point for engineers and marketers.
+
+Commands that read the warehouse (report, customer, campaigns preview, dispatch run) hold the
+warehouse reader lock while they read, and the writers (dbt, ingest, quality) the writer
+lock (:mod:`orchestration.warehouse`): a reader during a build waits for it with a message
+instead of breaking it, and a second build waits for the first.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 from orchestration import settings as settings_module
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Hold the warehouse reader lock (waits, with a message, while a writer is at work)."""
+    from orchestration import warehouse
+
+    with warehouse.reading(settings_module.load(), what):
+        yield
 
 
 def _print(result: object) -> None:
@@ -98,7 +114,8 @@ def _campaigns_preview(args: argparse.Namespace) -> int:
     from orchestration.campaigns.preview import PreviewError, preview
 
     try:
-        result = preview(settings_module.load(), args.campaign_id, args.customer, args.out)
+        with _reading("omni campaigns preview"):
+            result = preview(settings_module.load(), args.campaign_id, args.customer, args.out)
     except PreviewError as error:
         print(f"preview failed: {error}", file=sys.stderr)
         return 1
@@ -107,9 +124,14 @@ def _campaigns_preview(args: argparse.Namespace) -> int:
 
 
 def _dbt(args: argparse.Namespace) -> int:
+    import subprocess
+
     from orchestration import warehouse
 
-    warehouse.dbt(settings_module.load(), *args.dbt_args)
+    try:
+        warehouse.dbt(settings_module.load(), *args.dbt_args)
+    except subprocess.CalledProcessError as failed:
+        return failed.returncode or 1  # dbt printed why
     return 0
 
 
@@ -135,6 +157,21 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import logging
+
+    from orchestration.predictions import PredictionError, PredictionsUnavailable, predict
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        result = predict(settings_module.load())
+    except (PredictionError, PredictionsUnavailable) as error:
+        print(f"predict failed: {error}", file=sys.stderr)
+        return 1
+    _print(result)
+    return 0
+
+
 def _customer(args: argparse.Namespace) -> int:
     from orchestration.measurement.customer import (
         CustomerHistoryError,
@@ -144,7 +181,8 @@ def _customer(args: argparse.Namespace) -> int:
     )
 
     try:
-        history = customer_history(settings_module.load(), args.customer_id)
+        with _reading("omni customer"):
+            history = customer_history(settings_module.load(), args.customer_id)
     except UnknownCustomer as error:
         print(error, file=sys.stderr)
         return 2
@@ -162,7 +200,8 @@ def _report(args: argparse.Namespace) -> int:
     from orchestration.measurement.report import ReportError, write_report
 
     try:
-        path = write_report(settings_module.load(), args.out)
+        with _reading("omni report"):
+            path = write_report(settings_module.load(), args.out)
     except ReportError as error:
         print(f"report failed: {error}", file=sys.stderr)
         return 1
@@ -178,13 +217,14 @@ def _dispatch_run(args: argparse.Namespace) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    result = dispatch(
-        settings_module.load(),
-        campaign_id=args.campaign,
-        channels=args.channel or None,
-        stale_after=timedelta(seconds=args.stale_after),
-        limit=args.limit,
-    )
+    with _reading("omni dispatch run"):
+        result = dispatch(
+            settings_module.load(),
+            campaign_id=args.campaign,
+            channels=args.channel or None,
+            stale_after=timedelta(seconds=args.stale_after),
+            limit=args.limit,
+        )
     _print(result)
     errors = result["prepare"]["handoffs"]["errors"]
     for error in errors:
@@ -293,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(handler=_demo)
 
+    predict = commands.add_parser(
+        "predict",
+        help="score every customer (p_alive, purchases and value in 90 days) after dbt build",
+    )
+    predict.set_defaults(handler=_predict)
+
     customer = commands.add_parser(
         "customer", help="one customer's whole history across channels, in time order"
     )
@@ -348,8 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from orchestration.warehouse import WarehouseBusy
+
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except WarehouseBusy as busy:  # waited long enough for another reader or writer
+        print(busy, file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
 
 
 if __name__ == "__main__":

@@ -63,6 +63,11 @@ class Settings:
     # asked whether it arrived (longer than any request can still be in flight, and than the
     # activity feed's delay): OMNI_DISPATCH_UNKNOWN_SETTLE_SECONDS.
     dispatch_unknown_settle_seconds: float = 600.0
+    # How long a warehouse reader or writer waits for the lock (OMNI_WAREHOUSE_LOCK_WAIT, s).
+    warehouse_lock_wait_seconds: float = 1800.0
+    # Where pytensor keeps the C code it compiles for the prediction model
+    # (OMNI_COMPILE_CACHE; default OMNI_HOME/pytensor). The first fit compiles for minutes.
+    compile_cache: str = ""
 
     @property
     def world_dir(self) -> Path:
@@ -86,6 +91,11 @@ class Settings:
     def quality_dir(self) -> Path:
         """Great Expectations validation summaries."""
         return self.omni_home / "quality"
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        """pytensor's compile cache (the predictions step; see docs/decisions.md)."""
+        return Path(self.compile_cache) if self.compile_cache else self.omni_home / "pytensor"
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -122,4 +132,6 @@ def load() -> Settings:
         dispatch_retry_horizon_hours=float(_env("OMNI_DISPATCH_RETRY_HORIZON_HOURS", "24")),
         dispatch_max_backoff_seconds=float(_env("OMNI_DISPATCH_MAX_BACKOFF_SECONDS", "300")),
         dispatch_unknown_settle_seconds=float(_env("OMNI_DISPATCH_UNKNOWN_SETTLE_SECONDS", "600")),
+        warehouse_lock_wait_seconds=float(_env("OMNI_WAREHOUSE_LOCK_WAIT", "1800")),
+        compile_cache=_env("OMNI_COMPILE_CACHE", ""),
     )

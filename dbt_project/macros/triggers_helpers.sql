@@ -158,6 +158,7 @@
         'survey_base_url': 'https://encuestas.omni.example/s',
         'newsletter_url': 'https://tienda.omni.example/newsletter',
         'frequency_cap_per_7_days': 3,
+        'predictions_max_age_days': 7,
         'frequency_cap_statuses': ['queued', 'sent', 'delivered', 'opened', 'clicked', 'bounced'],
         're_entry_ignored_statuses': ['failed', 'cancelled'],
         'value_band_mid_min_eur': 150,

@@ -14,7 +14,12 @@ from orchestration.campaigns.loader import (
     load_all,
     load_campaign,
 )
-from orchestration.campaigns.templating import RenderedContact, example_context, render_contact
+from orchestration.campaigns.templating import (
+    RenderedContact,
+    RenderError,
+    example_context,
+    render_contact,
+)
 
 
 def export_schema() -> dict[str, Any]:
@@ -29,6 +34,7 @@ __all__ = [
     "Campaign",
     "CampaignError",
     "CampaignLoadError",
+    "RenderError",
     "RenderedContact",
     "example_context",
     "export_schema",

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 
 from orchestration.campaigns.loader import format_report, load_all
-from orchestration.campaigns.templating import example_context, render_contact
+from orchestration.campaigns.templating import RenderError, example_context, render_contact
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     campaign = by_id[args.campaign_id]
     customer, extra = example_context(campaign.trigger.type)
-    contact = render_contact(campaign, customer, extra, today=args.date)
+    try:
+        contact = render_contact(campaign, customer, extra, today=args.date)
+    except RenderError as error:
+        print(f"preview failed: {error}", file=sys.stderr)
+        return 1
     if args.out is not None:
         for path in contact.write_files(args.out):
             print(f"wrote {path}")

@@ -45,9 +45,17 @@ Email = Annotated[
     StringConstraints(pattern=EMAIL_PATTERN, max_length=254),
     Field(json_schema_extra={"format": "email"}),
 ]
+# Upper bounds: a typo (an extra zero, 1.0e+300) is an error, not a campaign that can spend
+# without limit. Shipped campaigns use budgets of 2,000-3,000 EUR and rewards of 10-30 EUR.
+MAX_BUDGET_EUR = 1_000_000
+MAX_REWARD_EUR = 1_000
+MAX_CART_VALUE_EUR = 10_000
+MAX_SPEND_THRESHOLD_EUR = 100_000
+MAX_TEMPLATE_CHARS = 100_000
+
 Template = Annotated[
     str,
-    StringConstraints(min_length=1),
+    StringConstraints(min_length=1, max_length=MAX_TEMPLATE_CHARS),
     Field(
         description=(
             "Jinja text, or the name of a file in campaigns/templates/ (a single word "
@@ -69,7 +77,9 @@ def _whole_cents(value: float) -> float:
     return value
 
 
-Money = Annotated[float, Field(gt=0), AfterValidator(_whole_cents)]
+# Euros with cents, bounded above (in the annotation, so editors' JSON Schema has the maximum).
+BudgetEur = Annotated[float, Field(gt=0, le=MAX_BUDGET_EUR), AfterValidator(_whole_cents)]
+RewardEur = Annotated[float, Field(gt=0, le=MAX_REWARD_EUR), AfterValidator(_whole_cents)]
 
 # How people read the patterns above; used in error messages.
 PATTERN_HELP = {
@@ -93,7 +103,9 @@ class AbandonedCartNearbyStock(_Model):
 
     type: Literal["abandoned_cart_nearby_stock"]
     radius_km: float = Field(gt=0, le=100, description="Maximum distance home-store, in km.")
-    min_cart_value: float = Field(ge=0, description="Minimum cart value in euros.")
+    min_cart_value: float = Field(
+        ge=0, le=MAX_CART_VALUE_EUR, description="Minimum cart value in euros."
+    )
     abandoned_after_minutes: int = Field(
         ge=15, le=10_080, description="Minutes without checkout before a cart counts as abandoned."
     )
@@ -128,7 +140,10 @@ class LoyaltyCashbackMilestone(_Model):
 
     type: Literal["loyalty_cashback_milestone"]
     spend_threshold: float | None = Field(
-        default=None, gt=0, description="Cumulative spend in euros that earns the reward."
+        default=None,
+        gt=0,
+        le=MAX_SPEND_THRESHOLD_EUR,
+        description="Cumulative spend in euros that earns the reward.",
     )
     order_count_threshold: int | None = Field(
         default=None, ge=2, le=1_000, description="Number of purchases that earns the reward."
@@ -180,6 +195,25 @@ class Audience(_Model):
     lifecycle_stages: list[LifecycleStage] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list, description="RFM segments.")
     value_bands: list[ValueBand] = Field(default_factory=list)
+    min_p_alive: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Only customers the predictive model gives at least this probability of still "
+            "being a customer (p_alive, 0-1). Customers without a prediction are left out."
+        ),
+    )
+    max_p_alive: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Only customers with at most this p_alive, e.g. a win-back for customers the "
+            "model says are slipping, not for those buying anyway. Customers without a "
+            "prediction are left out."
+        ),
+    )
 
 
 # --- offer ----------------------------------------------------------------------------------
@@ -191,7 +225,7 @@ class _OfferBase(_Model):
     id: Slug = Field(description="The offer's id, the same on every channel and in reporting.")
     valid_in: ValidIn = Field(description="store_only: redeemable only in physical stores.")
     validity_days: int = Field(ge=1, le=365, description="Days the offer is valid after sending.")
-    budget_cap_eur: Money = Field(description="Maximum total cost of the offer, in euros.")
+    budget_cap_eur: BudgetEur = Field(description="Maximum total cost of the offer, in euros.")
 
 
 class CashbackPercentOffer(_OfferBase):
@@ -199,7 +233,7 @@ class CashbackPercentOffer(_OfferBase):
 
     kind: Literal["cashback_percent"]
     value: float = Field(gt=0, le=100, description="Percent of the purchase paid back.")
-    max_reward_eur: Money | None = Field(
+    max_reward_eur: RewardEur | None = Field(
         default=None, description="Cap on the cashback one customer can earn, in euros."
     )
 
@@ -208,7 +242,7 @@ class CashbackAmountOffer(_OfferBase):
     """A fixed cashback amount credited to the loyalty account."""
 
     kind: Literal["cashback_amount"]
-    value: Money = Field(description="Cashback in euros.")
+    value: RewardEur = Field(description="Cashback in euros.")
 
 
 class DiscountCodeOffer(_OfferBase):
@@ -246,7 +280,7 @@ class EmailChannel(_Model):
 
     enabled: bool = True
     sender: Email = Field(description="From address.")
-    sender_name: str = Field(min_length=1, description="From name, e.g. the brand.")
+    sender_name: str = Field(min_length=1, max_length=100, description="From name, e.g. the brand.")
     subject: Template
     preheader: Template | None = Field(
         default=None, description="Preview text shown after the subject in the inbox."
@@ -334,7 +368,7 @@ class Campaign(_Model):
     id: Slug = Field(description="Equals the file name without .yml; also the DAG id suffix.")
     name: str = Field(min_length=1, max_length=120)
     owner: Email = Field(description="The marketer responsible for the campaign.")
-    description: str = Field(min_length=1)
+    description: str = Field(min_length=1, max_length=2_000)
     status: Literal["draft", "active", "paused"] = Field(
         description="Only active campaigns send; draft and paused send nothing."
     )
@@ -399,6 +433,8 @@ class Campaign(_Model):
             "lifecycle_stages": [str(stage) for stage in self.audience.lifecycle_stages],
             "segments": [str(segment) for segment in self.audience.segments],
             "value_bands": [str(band) for band in self.audience.value_bands],
+            "min_p_alive": self.audience.min_p_alive,
+            "max_p_alive": self.audience.max_p_alive,
             "offer_id": offer.id,
             "offer_kind": offer.kind,
             "offer_value": getattr(offer, "value", None),
@@ -434,6 +470,20 @@ class Campaign(_Model):
                 end=str(self.end_date),
                 start=str(self.start_date),
                 allowed=f"a date after {self.start_date}",
+            )
+        audience = self.audience
+        if (
+            audience.min_p_alive is not None
+            and audience.max_p_alive is not None
+            and audience.min_p_alive > audience.max_p_alive
+        ):
+            problem(
+                ("audience", "max_p_alive"),
+                "max_p_alive {high} is below min_p_alive {low}: nobody could qualify",
+                audience.max_p_alive,
+                high=audience.max_p_alive,
+                low=audience.min_p_alive,
+                allowed=f"a probability from {audience.min_p_alive} to 1",
             )
         if self.transactional and self.frequency_cap_override is not None:
             problem(
@@ -483,6 +533,7 @@ class Campaign(_Model):
                 html=html,
                 allowed_names=templating.context_names(self.trigger.type),
                 must_show_offer=loc[-1] in templating.OFFER_BEARING_FIELDS,
+                fields=templating.context_fields(self.trigger.type),
             ):
                 problem(
                     loc,
@@ -492,6 +543,18 @@ class Campaign(_Model):
                     allowed=issue.allowed,
                     template_line=issue.line,
                     template_file=issue.file,
+                )
+        if not problems:  # every template compiles: render them with example data, bounded
+            failed = templating.check_rendering(self, templates_dir)
+            if failed is not None:
+                problem(
+                    failed.field,
+                    "{detail}",
+                    None,
+                    detail=f"with example data: {failed.reason}",
+                    allowed=templating.limits_in_words() if failed.is_limit else None,
+                    template_line=failed.template_line,
+                    template_file=failed.template_file,
                 )
         if problems:
             raise ValidationError.from_exception_data("Campaign", problems)

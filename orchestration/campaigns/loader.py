@@ -10,6 +10,7 @@ stops the others: :func:`load_all` returns the good campaigns and the errors sid
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Iterable
@@ -71,15 +72,15 @@ def load_all(directory: Path | str) -> tuple[list[Campaign], list[CampaignError]
     """Load every ``*.yml``/``*.yaml`` in ``directory`` (sorted by name).
 
     Returns the valid campaigns and the errors of the others. Ids and offer ids must be unique
-    across files: a later file reusing one is an error and the earlier file's campaign is kept.
+    across files. When two files claim the same one, one file cannot take the other down: the
+    active campaign keeps it (else the older file), and the error is reported on the other
+    file (:func:`_precedence`), which is left out.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return [], [CampaignError(directory, None, "", "campaigns folder not found")]
-    campaigns: list[Campaign] = []
     errors: list[CampaignError] = []
-    ids: dict[str, Path] = {}
-    offer_ids: dict[str, Path] = {}
+    loaded: list[tuple[Campaign, Node, Path]] = []
     for path in campaign_files(directory):
         try:
             campaign, root, file_errors = _load(path)
@@ -87,8 +88,12 @@ def load_all(directory: Path | str) -> tuple[list[Campaign], list[CampaignError]
             errors.append(CampaignError(path, None, "", f"could not be loaded: {unexpected!r}"))
             continue
         errors.extend(file_errors)
-        if campaign is None or root is None:
-            continue
+        if campaign is not None and root is not None:
+            loaded.append((campaign, root, path))
+    ids: dict[str, Campaign] = {}
+    offer_ids: dict[str, Campaign] = {}
+    kept: set[Path] = set()
+    for campaign, root, path in sorted(loaded, key=lambda item: _precedence(item[0], item[2])):
         clashes = []
         if campaign.id in ids:
             clashes.append(
@@ -96,7 +101,8 @@ def load_all(directory: Path | str) -> tuple[list[Campaign], list[CampaignError]
                     path,
                     _line_of(root, ("id",)),
                     "id",
-                    f"id '{campaign.id}' is already used by {ids[campaign.id].name}",
+                    f"id '{campaign.id}' is already used by {_holder(ids[campaign.id], campaign)}; "
+                    "this file is left out",
                     allowed="an id no other campaign file uses",
                 )
             )
@@ -107,17 +113,36 @@ def load_all(directory: Path | str) -> tuple[list[Campaign], list[CampaignError]
                     _line_of(root, ("offer", "id")),
                     "offer.id",
                     f"offer id '{campaign.offer.id}' is already used by "
-                    f"{offer_ids[campaign.offer.id].name}",
+                    f"{_holder(offer_ids[campaign.offer.id], campaign)}; this file is left out",
                     allowed="an offer id no other campaign uses (each offer has its own budget)",
                 )
             )
         if clashes:
             errors.extend(clashes)
             continue
-        ids[campaign.id] = path
-        offer_ids[campaign.offer.id] = path
-        campaigns.append(campaign)
+        ids[campaign.id] = campaign
+        offer_ids[campaign.offer.id] = campaign
+        kept.add(path)
+    campaigns = [campaign for campaign, _, path in loaded if path in kept]  # in name order
+    errors.sort(key=lambda error: str(error.file))
     return campaigns, errors
+
+
+def _precedence(campaign: Campaign, path: Path) -> tuple[int, int, str]:
+    """Who keeps an id or offer id two files claim: an active campaign, else the older file
+    (modification time in whole seconds: a fresh checkout writes every file in the same
+    second), else the first by name."""
+    try:
+        modified = int(path.stat().st_mtime)
+    except OSError:
+        modified = 0
+    return (0 if campaign.status == "active" else 1, modified, path.name)
+
+
+def _holder(holder: Campaign, other: Campaign) -> str:
+    name = holder.source_path.name if holder.source_path else holder.id
+    active = holder.status == "active" and other.status != "active"
+    return f"{name}, which {'is active' if active else 'came first'} and keeps it"
 
 
 def campaign_files(directory: Path) -> list[Path]:
@@ -331,6 +356,34 @@ def _template_line(node: ScalarNode, template_line: int) -> int:
     return first
 
 
+def template_line_in_file(
+    path: Path, field: tuple[str, ...], template_line: int | None
+) -> int | None:
+    """The line of campaign file ``path`` where ``field`` (an inline template) is, at its
+    ``template_line`` when given; None when the file cannot be read. For render errors."""
+    try:
+        modified = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    root = _root_node(path, modified)
+    if root is None:
+        return None
+    line, _, node = _walk(root, field, missing=False)
+    if template_line and isinstance(node, ScalarNode):
+        return _template_line(node, template_line)
+    return line
+
+
+@functools.lru_cache(maxsize=64)
+def _root_node(path: Path, modified: int) -> Node | None:
+    """The YAML node tree of a campaign file (cached per version of the file)."""
+    try:
+        parsed = _parse_yaml(path, path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None if isinstance(parsed, CampaignError) else parsed[1]
+
+
 # --- what the models allow at a loc ---------------------------------------------------------
 
 
@@ -402,6 +455,11 @@ def _describe(info: FieldInfo) -> str | None:
         if len(args) == 1 and typing.get_origin(annotation) is not typing.Literal
         else (annotation)
     )
+    metadata = list(info.metadata)
+    while typing.get_origin(base) is typing.Annotated:  # Optional[Annotated[float, ...]]
+        base, *inner = typing.get_args(base)
+        for item in inner:
+            metadata.extend(item.metadata if isinstance(item, FieldInfo) else [item])
     models = _models_in(annotation)
     if models:
         tags = [tag for model in models if (tag := _tag_of(model))]
@@ -424,7 +482,7 @@ def _describe(info: FieldInfo) -> str | None:
         }
         words = names.get(base, str(getattr(base, "__name__", base)))
     bounds = []
-    for item in info.metadata:
+    for item in metadata:
         if isinstance(item, annotated_types.Gt):
             bounds.append(f"> {item.gt}")
         elif isinstance(item, annotated_types.Ge):

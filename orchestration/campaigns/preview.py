@@ -24,7 +24,12 @@ from typing import Any
 
 from orchestration.campaigns.config import Campaign
 from orchestration.campaigns.loader import load_all
-from orchestration.campaigns.templating import TRIGGER_NAMES, example_context, render_contact
+from orchestration.campaigns.templating import (
+    TRIGGER_NAMES,
+    RenderError,
+    example_context,
+    render_contact,
+)
 from orchestration.settings import Settings
 
 HOLDOUT_BUCKETS = 10_000
@@ -323,7 +328,10 @@ def preview(
         stats = _campaign_stats(con, campaign_id)
     send_at = decision.get("scheduled_send_at")
     send_date = send_at.date() if isinstance(send_at, datetime) else date.today()
-    contact = render_contact(campaign, customer, extra, today=send_date)
+    try:
+        contact = render_contact(campaign, customer, extra, today=send_date)
+    except RenderError as error:  # file, line, field and reason; never a traceback
+        raise PreviewError(f"cannot render customer {chosen}: {error}") from error
     result: dict[str, Any] = {
         "campaign_id": campaign_id,
         "customer_id": chosen,

@@ -50,6 +50,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("audience_lifecycle_stages", "varchar"),
     ("audience_segments", "varchar"),
     ("audience_value_bands", "varchar"),
+    ("audience_min_p_alive", "double"),
+    ("audience_max_p_alive", "double"),
     ("offer_id", "varchar"),
     ("offer_kind", "varchar"),
     ("offer_value", "double"),
@@ -115,6 +117,8 @@ def campaign_row(campaign: Campaign, published_at: datetime) -> dict[str, Any]:
         "audience_lifecycle_stages": _joined(record["lifecycle_stages"]),
         "audience_segments": _joined(record["segments"]),
         "audience_value_bands": _joined(record["value_bands"]),
+        "audience_min_p_alive": record["min_p_alive"],
+        "audience_max_p_alive": record["max_p_alive"],
         "offer_id": record["offer_id"],
         "offer_kind": record["offer_kind"],
         "offer_value": record["offer_value"],
@@ -148,12 +152,17 @@ def publish_configs(cfg: Settings, campaigns: Sequence[Campaign]) -> int:
     """
     import duckdb
 
+    from orchestration import warehouse
+
     published_at = datetime.now(UTC).replace(tzinfo=None)
     rows = [campaign_row(campaign, published_at) for campaign in campaigns]
     cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     columns_sql = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
     placeholders = ", ".join("?" for _ in COLUMNS)
-    with duckdb.connect(str(cfg.warehouse_path)) as con:
+    with (
+        warehouse.writing(cfg, "publishing the campaigns"),
+        duckdb.connect(str(cfg.warehouse_path)) as con,
+    ):
         con.execute("begin transaction")
         try:
             con.execute(f"create schema if not exists {SCHEMA}")

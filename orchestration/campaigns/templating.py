@@ -6,7 +6,14 @@ Marketer templates are Jinja, rendered in an immutable *sandboxed* environment
 is removed and ``{% autoescape false %}`` is refused, so customer data (a first name such as
 ``<script>``) can never become markup. ``StrictUndefined`` makes a misspelt variable an error
 instead of an empty string; :func:`check_template` catches most of those (and syntax errors)
-already when a campaign file is validated.
+already when a campaign file is validated: unknown variables, and unknown fields of the
+declared context (:data:`COMMON_FIELDS`, :data:`TRIGGER_FIELDS`: ``customer.frist_name`` ->
+"unknown field 'frist_name' of customer (did you mean 'first_name'?)").
+
+Every rendering is bounded (:mod:`orchestration.campaigns.render_limits`: time, output, loops,
+sizes). :func:`render_contact` raises :class:`RenderError`, which names the campaign, the file
+and line and the field, whatever went wrong; :func:`check_rendering` renders a campaign with
+example data under the same bounds when its file is validated.
 
 The offer is never typed into a template: every channel reads the same ``offer`` view
 (id, code, label, expiry...) built here, so email, loyalty line and store card cannot disagree.
@@ -14,6 +21,7 @@ The offer is never typed into a template: every channel reads the same ``offer``
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from collections.abc import Iterator, Mapping
@@ -26,20 +34,95 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNot
 from jinja2.exceptions import TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from orchestration.campaigns.render_limits import (
+    LIMITS,
+    BoundedEnvironment,
+    LimitExceeded,
+    RenderLimits,
+    RenderTimeout,
+    render_bounded,
+    run_with_deadline,
+)
+
 if TYPE_CHECKING:
     from orchestration.campaigns.config import Campaign
 
+# The render context, declared: a record is a dict of its fields, a list is [its item's shape],
+# a plain value is None. Templates are checked against it when a campaign file is validated.
+Shape = dict[str, Any] | list[Any] | None
+OFFER_FIELDS = (
+    "id",
+    "kind",
+    "value",
+    "code",
+    "max_reward_eur",
+    "label",
+    "valid_in",
+    "valid_in_label",
+    "validity_days",
+    "valid_until",
+    "valid_until_text",
+)
+# What every template can use (customer: marts.dim_customers as preview.contact_context reads
+# it; store: marts.dim_stores, None when the customer has no store; offer: offer_view).
+COMMON_FIELDS: dict[str, Shape] = {
+    "customer": dict.fromkeys(("customer_id", "first_name", "last_name", "email", "city")),
+    "offer": dict.fromkeys(OFFER_FIELDS),
+    "campaign": dict.fromkeys(("id", "name")),
+    "preheader": None,
+    "store": dict.fromkeys(
+        (
+            "store_id",
+            "name",
+            "city",
+            "postal_code",
+            "opens_local",
+            "closes_local",
+            "distance_km",
+        )
+    ),
+}
+_LINE_ITEM = dict.fromkeys(("product_id", "sku", "title", "quantity", "unit_price"))
+_PRODUCT = dict.fromkeys(("product_id", "sku", "title", "price"))
+# What each trigger row's payload_json provides (the contract with the trigger models in
+# dbt_project/models/triggers, checked by a test against their SQL).
+TRIGGER_FIELDS: dict[str, dict[str, Shape]] = {
+    "abandoned_cart_nearby_stock": {
+        "cart": dict.fromkeys(
+            (
+                "checkout_id",
+                "total",
+                "subtotal",
+                "shipping_cost",
+                "abandoned_at",
+                "suggested_visit_local",
+            )
+        ),
+        "cart_items": [{**_LINE_ITEM, "category": None}],
+    },
+    "post_purchase_follow_up": {
+        "order": dict.fromkeys(
+            ("order_id", "order_number", "total", "fulfillment_type", "delivered_at")
+        ),
+        "order_items": [_LINE_ITEM],
+        "survey_url": None,
+        "matching_products": [_PRODUCT],
+        "newsletter_url": None,
+    },
+    "win_back": {"survey_url": None, "days_inactive": None},
+    "loyalty_cashback_milestone": {
+        "milestone": dict.fromkeys(("kind", "threshold", "reached_value"))
+    },
+    "second_purchase": {
+        "first_order": dict.fromkeys(("order_id", "total", "channel", "ordered_at")),
+        "recommended_products": [_PRODUCT],
+    },
+}
 # Variables every template can use.
-COMMON_NAMES = frozenset({"customer", "offer", "campaign", "preheader", "store"})
+COMMON_NAMES = frozenset(COMMON_FIELDS)
 # Variables the trigger rows provide (the contract with the trigger models / dispatch).
 TRIGGER_NAMES: dict[str, frozenset[str]] = {
-    "abandoned_cart_nearby_stock": frozenset({"cart", "cart_items"}),
-    "post_purchase_follow_up": frozenset(
-        {"order", "order_items", "survey_url", "matching_products", "newsletter_url"}
-    ),
-    "win_back": frozenset({"survey_url", "days_inactive"}),
-    "loyalty_cashback_milestone": frozenset({"milestone"}),
-    "second_purchase": frozenset({"first_order", "recommended_products"}),
+    trigger: frozenset(fields) for trigger, fields in TRIGGER_FIELDS.items()
 }
 # Fields whose text must show the offer (the subject and the staff note may not).
 OFFER_BEARING_FIELDS = frozenset({"html_template", "text_template", "line"})
@@ -73,6 +156,65 @@ class TemplateIssue:
     line: int | None = None  # line inside the template (1-based)
     allowed: str | None = None
     file: str | None = None  # template file name when the template is a file
+
+
+class RenderError(TemplateError):
+    """A template failed for one contact (or for the example data, at validation).
+
+    ``str()`` reads ``campaign <id>: <file>:<line>: <field>: <reason>``: the campaign file
+    and line for an inline template, the template file and line for a file in
+    ``campaigns/templates/``. Never a traceback.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        campaign_id: str,
+        field: tuple[str, ...],
+        template_file: str | None,
+        template_line: int | None,
+        campaign_file: Path | None,
+        templates_dir: Path,
+        is_limit: bool = False,
+    ) -> None:
+        self.reason = reason
+        self.campaign_id = campaign_id
+        self.field = field
+        self.template_file = template_file
+        self.template_line = template_line
+        self.campaign_file = campaign_file
+        self.templates_dir = templates_dir
+        self.is_limit = is_limit
+        super().__init__(self._text())
+
+    @property
+    def file(self) -> Path | None:
+        """The file to open: the template file, else the campaign file."""
+        if self.template_file is not None:
+            return self.templates_dir / self.template_file
+        return self.campaign_file
+
+    @property
+    def line(self) -> int | None:
+        """The line in :attr:`file` (an inline template's line counted in the campaign file)."""
+        if self.template_file is not None or self.campaign_file is None:
+            return self.template_line
+        from orchestration.campaigns.loader import template_line_in_file
+
+        return template_line_in_file(self.campaign_file, self.field, self.template_line)
+
+    def _text(self) -> str:
+        file = self.file
+        where = "" if file is None else f"{_shown_path(file)}:{self.line or 1}: "
+        return f"campaign {self.campaign_id}: {where}{'.'.join(self.field)}: {self.reason}"
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @dataclass(frozen=True)
@@ -141,42 +283,37 @@ def format_date(value: date) -> str:
 # --- the environment ------------------------------------------------------------------------
 
 
-class _CampaignEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox, with autoescaping that a template cannot switch off."""
+class _Undefined(StrictUndefined):
+    """StrictUndefined that names a record's missing field the way validation does."""
 
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        for node in tree.find_all(nodes.EvalContextModifier):
-            raise TemplateSyntaxError(
-                "autoescape cannot be switched off in campaign templates",
-                node.lineno,
-                name,
-                filename,
-            )
-        return tree
+    __slots__ = ()
 
-
-def _none_as_empty(value: Any) -> Any:
-    return "" if value is None else value
+    @property
+    def _undefined_message(self) -> str:
+        owner, name = self._undefined_obj, self._undefined_name
+        if self._undefined_hint is None and isinstance(owner, _Record) and isinstance(name, str):
+            return owner._unknown_field(name)
+        return str(super()._undefined_message)
 
 
 @functools.lru_cache(maxsize=16)
 def environment(templates_dir: Path, html: bool) -> ImmutableSandboxedEnvironment:
-    """The sandboxed environment for HTML (autoescaped) or plain text, one per templates dir."""
-    env = _CampaignEnvironment(
+    """The sandboxed, bounded environment for HTML (autoescaped) or plain text, one per
+    templates dir (:class:`~orchestration.campaigns.render_limits.BoundedEnvironment`)."""
+    env = BoundedEnvironment(
         loader=FileSystemLoader(str(templates_dir)),
         autoescape=html,
-        undefined=StrictUndefined,
+        undefined=_Undefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        finalize=_none_as_empty,
+        records=(_Record,),
     )
-    del env.filters["safe"]  # no way to mark customer data as markup
     env.filters["eur"] = format_eur
     env.filters["percent"] = format_percent
     env.filters["number"] = format_number
     env.filters["date_es"] = format_date
+    env.guard_filters()
     return env
 
 
@@ -190,6 +327,11 @@ def context_names(trigger_type: str) -> frozenset[str]:
     return COMMON_NAMES | TRIGGER_NAMES.get(trigger_type, frozenset())
 
 
+def context_fields(trigger_type: str) -> dict[str, Shape]:
+    """The declared shape of every variable a template of this trigger type may use."""
+    return {**COMMON_FIELDS, **TRIGGER_FIELDS.get(trigger_type, {})}
+
+
 def check_template(
     source: str,
     *,
@@ -197,8 +339,10 @@ def check_template(
     html: bool,
     allowed_names: frozenset[str],
     must_show_offer: bool = False,
+    fields: Mapping[str, Shape] | None = None,
 ) -> list[TemplateIssue]:
-    """Compile a template (inline or file) and check the variables it uses; no rendering."""
+    """Compile a template (inline or file) and check the variables it uses, and the fields
+    of the declared records it reads when ``fields`` is given; no rendering."""
     env = environment(templates_dir, html)
     file_name = source if is_template_file(source) else None
     if file_name is not None:
@@ -215,7 +359,7 @@ def check_template(
         text = source
     issues: list[TemplateIssue] = []
     used: set[str] = set()
-    _check_tree(env, text, file_name, allowed_names, issues, used, seen=set())
+    _check_tree(env, text, file_name, allowed_names, issues, used, seen=set(), fields=fields)
     if must_show_offer and not issues and "offer" not in used:
         issues.append(
             TemplateIssue(
@@ -235,8 +379,10 @@ def _check_tree(
     issues: list[TemplateIssue],
     used: set[str],
     seen: set[str],
+    fields: Mapping[str, Shape] | None = None,
 ) -> None:
-    """Compile ``text``, record unknown variables, then follow extends/include/import."""
+    """Compile ``text``, record unknown variables and fields, then follow
+    extends/include/import."""
     try:
         tree = env.parse(text)
         env.compile(tree)  # unknown filters and tests fail here
@@ -287,6 +433,8 @@ def _check_tree(
                 allowed=", ".join(sorted(allowed_names)),
             )
         )
+    if fields is not None:
+        issues.extend(_field_issues(tree, fields, file_name))
     for referenced in meta.find_referenced_templates(tree):
         if referenced is None or referenced in seen:
             continue
@@ -302,7 +450,116 @@ def _check_tree(
                 )
             )
             continue
-        _check_tree(env, child, referenced, allowed_names, issues, used, seen)
+        _check_tree(env, child, referenced, allowed_names, issues, used, seen, fields)
+
+
+# Filters that keep their input's shape, and those that pick one item of a list.
+_SAME_SHAPE_FILTERS = frozenset(
+    {"sort", "reverse", "list", "unique", "select", "reject", "selectattr", "rejectattr"}
+)
+_ITEM_FILTERS = frozenset({"first", "last", "random"})
+
+
+def _field_issues(
+    tree: nodes.Template, fields: Mapping[str, Shape], file_name: str | None
+) -> list[TemplateIssue]:
+    """``customer.frist_name``, ``item.titel`` in ``{% for item in cart_items %}``...: every
+    field read from a declared record that the record does not have."""
+    loop_targets = {
+        id(name) for loop in tree.find_all(nodes.For) for name in loop.target.find_all(nodes.Name)
+    } | {id(loop.target) for loop in tree.find_all(nodes.For)}
+    rebound = {
+        name.name
+        for name in tree.find_all(nodes.Name)
+        if name.ctx in ("store", "param") and id(name) not in loop_targets
+    }
+    for node in tree.find_all((nodes.Import, nodes.FromImport)):
+        if isinstance(node, nodes.Import):
+            rebound.add(node.target)
+        elif isinstance(node, nodes.FromImport):
+            rebound.update(alias if isinstance(alias, str) else alias[1] for alias in node.names)
+    scope: dict[str, tuple[str, Shape]] = {
+        name: (name, shape) for name, shape in fields.items() if name not in rebound
+    }
+    issues: list[TemplateIssue] = []
+    reported: set[tuple[str, str]] = set()
+
+    def visit(node: nodes.Node, scope: dict[str, tuple[str, Shape]]) -> None:
+        if isinstance(node, nodes.For):
+            visit(node.iter, scope)
+            inner = dict(scope)
+            inner.pop("loop", None)
+            label, shape = _shape_of(node.iter, scope)
+            targets = (
+                [node.target]
+                if isinstance(node.target, nodes.Name)
+                else list(node.target.find_all(nodes.Name))
+            )
+            for target in targets:
+                inner.pop(target.name, None)
+            if isinstance(node.target, nodes.Name) and isinstance(shape, list) and shape:
+                inner[node.target.name] = (f"an item of {label}", shape[0])
+            for child in node.body:
+                visit(child, inner)
+            if node.test is not None:
+                visit(node.test, inner)
+            for child in node.else_:
+                visit(child, scope)
+            return
+        if isinstance(node, nodes.Getattr | nodes.Getitem):
+            label, shape = _shape_of(node.node, scope)
+            name = node.attr if isinstance(node, nodes.Getattr) else _constant(node.arg)
+            if (
+                isinstance(shape, dict)
+                and isinstance(name, str)
+                and not name.startswith("_")
+                and name not in shape
+                and (label, name) not in reported
+            ):
+                reported.add((label, name))
+                issues.append(
+                    TemplateIssue(
+                        _unknown_field(name, label, shape),
+                        line=node.lineno,
+                        file=file_name,
+                        allowed=f"fields of {label}: " + ", ".join(shape),
+                    )
+                )
+        for child in node.iter_child_nodes():
+            visit(child, scope)
+
+    visit(tree, scope)
+    return issues
+
+
+def _shape_of(node: nodes.Node | None, scope: Mapping[str, tuple[str, Shape]]) -> tuple[str, Shape]:
+    """(how to call it, declared shape) of an expression; shape None when not a declared
+    record or list."""
+    if isinstance(node, nodes.Name):
+        return scope.get(node.name, (node.name, None))
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.EnvironmentAttribute):
+        return _shape_of(node.args[0], scope)  # the loop counter around a for loop's list
+    if isinstance(node, nodes.Getattr | nodes.Getitem):
+        label, shape = _shape_of(node.node, scope)
+        name = node.attr if isinstance(node, nodes.Getattr) else _constant(node.arg)
+        if isinstance(shape, dict) and isinstance(name, str):
+            return f"{label}.{name}", shape.get(name)
+        if isinstance(shape, list) and shape and isinstance(name, int):
+            return f"an item of {label}", shape[0]
+        return label, None
+    if isinstance(node, nodes.Filter) and node.node is not None:
+        label, shape = _shape_of(node.node, scope)
+        if node.name in _SAME_SHAPE_FILTERS:
+            return label, shape
+        if node.name in _ITEM_FILTERS and isinstance(shape, list) and shape:
+            return f"an item of {label}", shape[0]
+    return "", None
+
+
+def _unknown_field(name: str, label: str, shape: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(name, list(shape), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown field '{name}' of {label}{hint}"
 
 
 def _constant(node: nodes.Node) -> object:
@@ -328,10 +585,20 @@ class _Record:
     never a dict method (``cart.items`` would otherwise be ``dict.items``). Not a Mapping on
     purpose: it has no public methods a key could collide with."""
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "_label")
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_data", {key: _wrap(value) for key, value in data.items()})
+    def __init__(self, data: Mapping[str, Any], label: str = "a record") -> None:
+        object.__setattr__(
+            self,
+            "_data",
+            {key: _wrap(value, f"{label}.{key}") for key, value in data.items()},
+        )
+        object.__setattr__(self, "_label", label)
+
+    def _unknown_field(self, name: str) -> str:
+        """The message for a field this record does not have (private: templates cannot call
+        it, and no data key can be shadowed by a public method)."""
+        return _unknown_field(name, self._label, self._data)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -355,11 +622,11 @@ class _Record:
         return f"Record({self._data!r})"
 
 
-def _wrap(value: Any) -> Any:
+def _wrap(value: Any, label: str = "a record") -> Any:
     if isinstance(value, Mapping) and not isinstance(value, _Record):
-        return _Record(value)
+        return _Record(value, label)
     if isinstance(value, list | tuple):
-        return [_wrap(item) for item in value]
+        return [_wrap(item, f"an item of {label}") for item in value]
     return value
 
 
@@ -426,6 +693,12 @@ def _templates_dir(campaign: Campaign, templates_dir: Path | None) -> Path:
     return settings.load().campaigns_dir / "templates"
 
 
+# (campaign, field, template) -> renderings that ran out of time in this process
+_TIMEOUTS: dict[tuple[str, tuple[str, ...], str], int] = {}
+# After this many, the template is not run again in this process (each try costs the limit).
+TIMEOUTS_BEFORE_SKIPPING = 3
+
+
 def render_contact(
     campaign: Campaign,
     customer: Mapping[str, Any],
@@ -433,13 +706,17 @@ def render_contact(
     *,
     today: date | None = None,
     templates_dir: Path | None = None,
+    limits: RenderLimits = LIMITS,
 ) -> RenderedContact:
-    """Render every enabled channel of ``campaign`` for one customer.
+    """Render every enabled channel of ``campaign`` for one customer, within ``limits``.
 
     ``customer`` needs at least ``customer_id`` and ``first_name`` (the store card uses them);
     ``extra`` carries the trigger's data (``store``, ``cart_items``... see ``TRIGGER_NAMES``).
     ``today`` is the send date the offer's expiry counts from (default: today).
-    Raises ``jinja2.TemplateError`` (``UndefinedError``, ``SecurityError``...) on a bad template.
+    Raises :class:`RenderError` (campaign, file, line, field and reason; the Jinja error is
+    its ``__cause__``) when a template fails or goes over a limit: that contact only.
+    A template that ran out of time ``TIMEOUTS_BEFORE_SKIPPING`` times in this process is not
+    run again (the error says so), so a runaway template costs its campaign seconds, not hours.
     """
     extra = dict(extra or {})
     clash = sorted(set(extra) & {"customer", "offer", "campaign", "preheader", "staff_note"})
@@ -448,41 +725,158 @@ def render_contact(
     directory = _templates_dir(campaign, templates_dir)
     offer = offer_view(campaign, today or date.today())
     context: dict[str, Any] = {
-        **{key: _wrap(value) for key, value in extra.items()},
-        "customer": _Record(customer),
-        "offer": _Record(offer),
-        "campaign": _Record({"id": campaign.id, "name": campaign.name}),
+        **{key: _wrap(value, key) for key, value in extra.items()},
+        "customer": _Record(customer, "customer"),
+        "offer": _Record(offer, "offer"),
+        "campaign": _Record({"id": campaign.id, "name": campaign.name}, "campaign"),
     }
+    current: list[tuple[tuple[str, ...], str]] = []
 
-    def render(source: str, html: bool = False, **more: Any) -> str:
-        return str(_compiled(directory, html, source).render({**context, **more}))
+    def failure(
+        reason: str, field: tuple[str, ...], source: str, error: BaseException
+    ) -> RenderError:
+        template_file, line = _template_position(error, directory)
+        if template_file is None and is_template_file(source):
+            template_file = source
+        return RenderError(
+            reason,
+            campaign_id=campaign.id,
+            field=field,
+            template_file=template_file,
+            template_line=line,
+            campaign_file=campaign.source_path,
+            templates_dir=directory,
+            is_limit=isinstance(error, LimitExceeded),
+        )
 
-    channels = campaign.channels
-    subject = preheader = html_body = text_body = cashback_line = staff_card = None
-    if channels.email is not None and channels.email.enabled:
-        email = channels.email
-        subject = " ".join(render(email.subject).split())  # one line: no header injection
-        preheader = " ".join(render(email.preheader).split()) if email.preheader else ""
-        html_body = render(email.html_template, html=True, preheader=preheader)
-        text_body = render(email.text_template, preheader=preheader)
-    if channels.loyalty_cashback is not None and channels.loyalty_cashback.enabled:
-        cashback_line = " ".join(render(channels.loyalty_cashback.line).split())
-    if channels.in_store is not None and channels.in_store.enabled:
-        note = " ".join(render(channels.in_store.staff_note).split())
-        staff_card = render(STAFF_CARD, staff_note=note)
-    return RenderedContact(
-        campaign_id=campaign.id,
-        offer_id=offer["id"],
-        offer_kind=offer["kind"],
-        offer_code=offer["code"],
-        offer_label=offer["label"],
-        valid_until=offer["valid_until"],
-        subject=subject,
-        preheader=preheader,
-        html=html_body,
-        text=text_body,
-        cashback_line=cashback_line,
-        staff_card=staff_card,
+    def render(field: tuple[str, ...], source: str, html: bool = False, **more: Any) -> str:
+        key = (campaign.id, field, source)
+        if _TIMEOUTS.get(key, 0) >= TIMEOUTS_BEFORE_SKIPPING:
+            raise RenderError(
+                f"not rendered: this template ran longer than {limits.seconds:g} s "
+                f"{TIMEOUTS_BEFORE_SKIPPING} times in this run; fix it and validate the file",
+                campaign_id=campaign.id,
+                field=field,
+                template_file=source if is_template_file(source) else None,
+                template_line=None,
+                campaign_file=campaign.source_path,
+                templates_dir=directory,
+                is_limit=True,
+            )
+        current.append((field, source))
+        try:
+            template = _compiled(directory, html, source)
+            return render_bounded(template, {**context, **more}, limits)
+        except TemplateError as error:
+            raise failure(str(error.message or error), field, source, error) from error
+        except Exception as error:  # a data or template error (TypeError...): this contact only
+            raise failure(f"{type(error).__name__}: {error}", field, source, error) from error
+
+    def render_all() -> RenderedContact:
+        channels = campaign.channels
+        subject = preheader = html_body = text_body = cashback_line = staff_card = None
+        if channels.email is not None and channels.email.enabled:
+            email = channels.email
+            base = ("channels", "email")
+            # one line: no header injection
+            subject = " ".join(render((*base, "subject"), email.subject).split())
+            preheader = (
+                " ".join(render((*base, "preheader"), email.preheader).split())
+                if email.preheader
+                else ""
+            )
+            html_body = render(
+                (*base, "html_template"), email.html_template, html=True, preheader=preheader
+            )
+            text_body = render((*base, "text_template"), email.text_template, preheader=preheader)
+        if channels.loyalty_cashback is not None and channels.loyalty_cashback.enabled:
+            line = channels.loyalty_cashback.line
+            cashback_line = " ".join(render(("channels", "loyalty_cashback", "line"), line).split())
+        if channels.in_store is not None and channels.in_store.enabled:
+            field = ("channels", "in_store", "staff_note")
+            note = " ".join(render(field, channels.in_store.staff_note).split())
+            staff_card = render(field, STAFF_CARD, staff_note=note)
+        return RenderedContact(
+            campaign_id=campaign.id,
+            offer_id=offer["id"],
+            offer_kind=offer["kind"],
+            offer_code=offer["code"],
+            offer_label=offer["label"],
+            valid_until=offer["valid_until"],
+            subject=subject,
+            preheader=preheader,
+            html=html_body,
+            text=text_body,
+            cashback_line=cashback_line,
+            staff_card=staff_card,
+        )
+
+    try:
+        return run_with_deadline(limits.seconds, render_all)
+    except RenderTimeout as timeout:
+        field, source = current[-1] if current else (("channels",), "")
+        key = (campaign.id, field, source)
+        _TIMEOUTS[key] = _TIMEOUTS.get(key, 0) + 1
+        raise failure(str(timeout), field, source, timeout) from timeout
+
+
+def _template_position(error: BaseException, templates_dir: Path) -> tuple[str | None, int | None]:
+    """(template file in ``templates_dir`` or None for an inline template, line) where
+    ``error`` was raised: the innermost template frame of its traceback (or its cause's)."""
+    if isinstance(error, TemplateSyntaxError):
+        return _template_name(error.filename, templates_dir), error.lineno
+    found: tuple[str | None, int | None] = (None, None)
+    for exception in (error, error.__cause__):
+        traceback = exception.__traceback__ if exception is not None else None
+        while traceback is not None:
+            namespace = traceback.tb_frame.f_globals
+            template = namespace.get("__jinja_template__")
+            if template is not None:  # compiled template code: map the Python line back
+                line = template.get_corresponding_lineno(traceback.tb_lineno)
+                found = (_template_name(template.filename, templates_dir), line)
+            elif "__jinja_exception__" in namespace:  # a frame Jinja rewrote: a template line
+                filename = traceback.tb_frame.f_code.co_filename
+                found = (_template_name(filename, templates_dir), traceback.tb_lineno)
+            traceback = traceback.tb_next
+    return found
+
+
+def _template_name(filename: str | None, templates_dir: Path) -> str | None:
+    if filename is None or filename == "<template>":
+        return None
+    try:
+        return str(Path(filename).resolve().relative_to(templates_dir.resolve()))
+    except ValueError:
+        return Path(filename).name
+
+
+def check_rendering(
+    campaign: Campaign, templates_dir: Path, limits: RenderLimits = LIMITS
+) -> RenderError | None:
+    """Render ``campaign`` with its trigger's example data (:func:`example_context`) within
+    ``limits``; the error, or None when every channel renders. Campaign validation calls it,
+    so a template that loops for ever or prints gigabytes is refused before it runs."""
+    customer, extra = example_context(campaign.trigger.type)
+    try:
+        render_contact(
+            campaign,
+            customer,
+            extra,
+            today=campaign.start_date,
+            templates_dir=templates_dir,
+            limits=limits,
+        )
+    except RenderError as error:
+        return error
+    return None
+
+
+def limits_in_words(limits: RenderLimits = LIMITS) -> str:
+    """The bounds as a marketer reads them (the 'allowed' of a validation error)."""
+    return (
+        f"a template that renders within {limits.seconds:g} s, prints at most "
+        f"{limits.output_chars:,} characters, loops at most {limits.loop_iterations:,} times "
+        f"and builds no text or list over {limits.value_chars:,} characters"
     )
 
 
@@ -511,14 +905,29 @@ def example_context(trigger_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "title": "Omni Zapatillas running negro",
         "price": 59.9,
     }
+    line = {key: product[key] for key in ("product_id", "sku", "title")}
+    line.update({"quantity": 1, "unit_price": 59.9})
     extras: dict[str, dict[str, Any]] = {
         "abandoned_cart_nearby_stock": {
-            "cart": {"checkout_id": 98765, "total": 64.85, "shipping_cost": 4.95},
-            "cart_items": [{**product, "quantity": 1, "unit_price": 59.9}],
+            "cart": {
+                "checkout_id": 98765,
+                "total": 64.85,
+                "subtotal": 59.9,
+                "shipping_cost": 4.95,
+                "abandoned_at": "2026-11-21T19:42:00",
+                "suggested_visit_local": "2026-11-22T18:00:00",
+            },
+            "cart_items": [{**line, "category": "calzado"}],
         },
         "post_purchase_follow_up": {
-            "order": {"order_id": "1001", "order_number": 1001, "total": 59.9},
-            "order_items": [{**product, "quantity": 1, "unit_price": 59.9}],
+            "order": {
+                "order_id": "web:1001",
+                "order_number": "1001",
+                "total": 59.9,
+                "fulfillment_type": "shipping",
+                "delivered_at": "2026-11-18T12:30:00",
+            },
+            "order_items": [line],
             "survey_url": "https://encuestas.example.com/s/1001",
             "matching_products": [
                 {"product_id": 502, "sku": "CAL-0502", "title": "Calcetines técnicos", "price": 9.9}
@@ -533,7 +942,12 @@ def example_context(trigger_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
             "milestone": {"kind": "spend", "threshold": 300.0, "reached_value": 312.4}
         },
         "second_purchase": {
-            "first_order": {"order_id": "1001", "total": 59.9, "channel": "web"},
+            "first_order": {
+                "order_id": "web:1001",
+                "total": 59.9,
+                "channel": "web",
+                "ordered_at": "2026-10-02T10:15:00",
+            },
             "recommended_products": [product],
         },
     }
@@ -541,12 +955,17 @@ def example_context(trigger_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 __all__ = [
+    "COMMON_FIELDS",
     "COMMON_NAMES",
+    "TRIGGER_FIELDS",
     "TRIGGER_NAMES",
+    "RenderError",
     "RenderedContact",
     "TemplateError",
     "TemplateIssue",
+    "check_rendering",
     "check_template",
+    "context_fields",
     "context_names",
     "example_context",
     "format_date",

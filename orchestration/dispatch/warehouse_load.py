@@ -170,8 +170,14 @@ def replace_tables(cfg: Settings, tables: Mapping[str, pa.Table]) -> None:
     """Replace ``dispatch.<name>`` by each table, all in one transaction; close the file."""
     import duckdb
 
+    from orchestration import warehouse
+
     cfg.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(cfg.warehouse_path))
+    with warehouse.writing(cfg, "loading the dispatch ledger"):
+        _replace(duckdb.connect(str(cfg.warehouse_path)), tables)
+
+
+def _replace(con: Any, tables: Mapping[str, pa.Table]) -> None:
     try:
         con.execute("begin transaction")
         try:

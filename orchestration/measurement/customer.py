@@ -6,6 +6,8 @@ warehouse, read-only:
 
 - identity: the source records unified into the customer (``int_customers_unified``) and the
   customer's row in ``dim_customers`` (stage, segment, consent, stores);
+- the predictive lifecycle model's scores (``predictions.customer_predictions``: p_alive,
+  expected purchases and value in the next 90 days), or None before the first ``predict``;
 - orders, web and store (``fct_orders`` with their lines from ``fct_order_lines``);
 - abandoned carts and what became of them (``fct_abandoned_carts``);
 - returns and social activity (``fct_customer_interactions``; its orders and checkouts are the
@@ -80,6 +82,7 @@ def customer_history(cfg: Settings, customer_id: str) -> dict[str, Any]:
         ]
         contacts = _contacts(con, resolved, conversions)
         holdouts = _holdouts(con, resolved, conversions)
+        prediction = _prediction(con, resolved)
     for contact in contacts or []:
         timeline.append(_contact_event(contact))
     for holdout in holdouts or []:
@@ -91,6 +94,7 @@ def customer_history(cfg: Settings, customer_id: str) -> dict[str, Any]:
     return {
         "customer_id": resolved,
         "customer": customer,
+        "prediction": prediction,
         "identities": identities,
         "timeline": timeline,
         "contacts": contacts,
@@ -122,6 +126,31 @@ def _customer_row(con: Any, dim: str, unified: str, wanted: str) -> dict[str, An
     if not found:
         raise UnknownCustomer(wanted)
     return found[0]
+
+
+def _prediction(con: Any, customer_id: str) -> dict[str, Any] | None:
+    table = tables.find_table(con, "customer_predictions", ("predictions",))
+    if table is None:
+        return None
+    found = tables.rows(con, f"select * from {table} where customer_id = ?", [customer_id])
+    return found[0] if found else None
+
+
+def _prediction_line(prediction: dict[str, Any] | None) -> str:
+    if prediction is None:
+        return "  prediction: none yet (run `omni predict` after the warehouse build)"
+    if prediction.get("prediction_status") != "predicted":
+        return (
+            f"  prediction as of {prediction.get('as_of_date')}: "
+            f"{prediction.get('prediction_status')} (no score)"
+        )
+    return (
+        f"  prediction as of {prediction.get('as_of_date')}: p_alive "
+        f"{float(prediction['p_alive']):.2f}, "
+        f"{float(prediction['expected_purchases_90d']):.2f} purchase(s) and "
+        f"{_money(prediction['predicted_value_90d'])} expected in 90 days "
+        f"({prediction.get('model_name')})"
+    )
 
 
 def _orders(con: Any, customer_id: str) -> list[dict[str, Any]]:
@@ -362,6 +391,7 @@ def format_history(history: dict[str, Any]) -> str:
         f"{customer.get('loyalty_account_id') or 'none'}; nearest store "
         f"{customer.get('nearest_store_id') or '-'}, usual store "
         f"{customer.get('usual_store_id') or '-'}",
+        _prediction_line(history.get("prediction")),
         f"identity: {len(history['identities'])} source record(s) unified",
     ]
     for record in history["identities"]:

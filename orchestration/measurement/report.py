@@ -6,7 +6,8 @@ and copy it to ``latest.html``. It reads the warehouse read-only:
 - ``measurement_campaign_lift``: lift per campaign with its 95 % interval (forest plot) and the
   numbers behind it; ROI per campaign, by channel and by segment (bars);
 - ``dim_customers`` (stage counts) and ``measurement_assignments`` (stage at assignment -> stage
-  now): the lifecycle flow;
+  now): the lifecycle flow; with ``predictions.customer_predictions``, the predictive model's
+  p_alive, expected purchases and value per lifecycle stage;
 - ``measurement_omnichannel_kpis``, ``measurement_price_consistency`` (every mismatch listed),
   ``measurement_maturity_scores``;
 - the simulator's true effects (``world/effects.json``, sandbox only) for the closing note.
@@ -140,6 +141,7 @@ class ReportData:
     prices: list[dict[str, Any]] | None
     maturity: list[dict[str, Any]] | None
     as_of_date: Any = None
+    predictions: list[dict[str, Any]] | None = None  # per lifecycle stage
     true_effects: dict[str, float] | None = None
     effects_default: float = 0.0
     shipped_campaigns: list[str] = field(default_factory=list)  # valid files in campaigns/
@@ -165,7 +167,9 @@ def read_report_data(cfg: Settings) -> ReportData:
         kpis = _read_all(con, "measurement_omnichannel_kpis", ("measurement",))
         prices = _read_all(con, "measurement_price_consistency", ("measurement",))
         maturity = _read_all(con, "measurement_maturity_scores", ("measurement",))
+        predictions = _predictions_by_stage(con)
     data = ReportData(lift, stage_counts, transitions, kpis, prices, maturity, as_of)
+    data.predictions = predictions
     _read_true_effects(cfg, data)
     data.shipped_campaigns = _shipped_campaigns(cfg)
     return data
@@ -194,6 +198,29 @@ def _stage_counts(con: Any) -> tuple[dict[str, int] | None, Any]:
     }
     as_of = con.execute(f"select max(as_of_date) from {dim}").fetchone()
     return counts, as_of[0] if as_of else None
+
+
+def _predictions_by_stage(con: Any) -> list[dict[str, Any]] | None:
+    """The model's scores summarised per lifecycle stage (customers with a score only)."""
+    table = tables.find_table(con, "customer_predictions", ("predictions",))
+    dim = tables.find_table(con, "dim_customers", ("marts",))
+    if table is None or dim is None:
+        return None
+    return tables.rows(
+        con,
+        f"select customers.lifecycle_stage, count(*) as customers, "
+        f"avg(predictions.p_alive) as mean_p_alive, "
+        f"avg(case when predictions.p_alive < 0.5 then 1.0 else 0.0 end) as share_below_half, "
+        f"quantile_cont(predictions.p_alive, 0.1) as p_alive_p10, "
+        f"quantile_cont(predictions.p_alive, 0.5) as p_alive_median, "
+        f"sum(predictions.expected_purchases_90d) as expected_purchases_90d, "
+        f"sum(predictions.predicted_value_90d) as predicted_value_90d, "
+        f"max(predictions.as_of_date) as as_of_date, max(predictions.model_name) as model_name "
+        f"from {table} as predictions "
+        f"join {dim} as customers on customers.customer_id = predictions.customer_id "
+        f"where predictions.p_alive is not null "
+        f"group by 1 order by 1",
+    )
 
 
 def _transitions(con: Any) -> dict[tuple[str, str], float] | None:
@@ -475,6 +502,7 @@ def lifecycle_section(data: ReportData) -> Section:
             caption=f"Customers per stage as of {_cell(data.as_of_date)} (dim_customers).",
         )
     )
+    _predictions_part(section, data)
     if not data.transitions:
         section.notes.append(
             "No stage transitions yet: no assignment with a lifecycle stage "
@@ -500,6 +528,66 @@ def lifecycle_section(data: ReportData) -> Section:
         )
     )
     return section
+
+
+def _predictions_part(section: Section, data: ReportData) -> None:
+    """p_alive by lifecycle stage: where the rule-based stage and the model disagree."""
+    if not data.predictions:
+        section.notes.append(
+            "No predictions yet: predictions.customer_predictions is missing or scores nobody "
+            "(`omni predict` after the warehouse build)."
+        )
+        return
+    order = {stage: position for position, stage in enumerate(STAGES)}
+    rows = sorted(
+        data.predictions,
+        key=lambda row: (order.get(row["lifecycle_stage"], len(STAGES)), row["lifecycle_stage"]),
+    )
+    first = rows[0]
+    section.charts.append(
+        charts.bar_chart(
+            "lifecycle-p-alive",
+            "Predicted probability of still being a customer, by stage",
+            [charts.Bar(str(row["lifecycle_stage"]), _float(row["mean_p_alive"])) for row in rows],
+            x_label="mean p_alive",
+            y_label="lifecycle stage",
+            fmt=lambda value: f"{value:.2f}",
+            caption=(
+                f"Mean p_alive of the customers the model scored, per lifecycle stage "
+                f"({first['model_name']}, fitted as of {_cell(first['as_of_date'])}; "
+                "customers who never ordered have no score)."
+            ),
+        )
+    )
+    section.tables.append(
+        Table(
+            "predictions by lifecycle stage",
+            [
+                "stage",
+                "customers scored",
+                "mean p_alive",
+                "p_alive 10th percentile",
+                "median p_alive",
+                "share below 0.5",
+                "expected purchases in 90 days",
+                "predicted value in 90 days",
+            ],
+            [
+                [
+                    str(row["lifecycle_stage"]),
+                    _cell(row["customers"]),
+                    f"{_float(row['mean_p_alive']) or 0:.2f}",
+                    f"{_float(row['p_alive_p10']) or 0:.2f}",
+                    f"{_float(row['p_alive_median']) or 0:.2f}",
+                    _pct(_float(row["share_below_half"])),
+                    f"{_float(row['expected_purchases_90d']) or 0:,.0f}",
+                    _eur(_float(row["predicted_value_90d"])),
+                ]
+                for row in rows
+            ],
+            total_rows=len(rows),
+        )
+    )
 
 
 def kpi_section(data: ReportData) -> Section:

@@ -44,6 +44,7 @@ from orchestration.quality.raw import (
 )
 from orchestration.quality.rules import SourceRules, TableRules, source_rules
 from orchestration.quality.suites import TableFailure, TableOutcome, Validator, quiet_gx
+from orchestration.warehouse import writes_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -383,6 +384,7 @@ def _write_summary(quality_dir: Path, summary: dict[str, Any]) -> Path:
     return path
 
 
+@writes_warehouse("the quality gate")
 def check_raw(
     cfg: settings_module.Settings | None = None,
     sources: Sequence[str] = DEFAULT_SOURCES,

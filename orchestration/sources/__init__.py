@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestration.sources.catalog import SOURCES
 from orchestration.sources.errors import IngestError, SourceAuthError
+from orchestration.warehouse import writes_warehouse
 
 if TYPE_CHECKING:
     from orchestration.settings import Settings
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["SOURCES", "IngestError", "SourceAuthError", "ingest"]
 
 
+@writes_warehouse("an ingest load")
 def ingest(
     source: str,
     *,

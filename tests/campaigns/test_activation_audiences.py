@@ -7,6 +7,11 @@ someone, every left-out customer has a reason, the holdout is the SQL/Python has
 share is near the configured percent, nobody is contacted on a channel they did not allow,
 and ``preview`` renders every shipped campaign for a real customer. Finally a fake dispatch
 ledger (``dispatch.contacts``) shows the frequency cap and re-entry reading the history.
+
+Between the marts and the audiences the predictive model scores every customer
+(``orchestration.predictions.predict``, as the ``predict`` task of warehouse_build does), and
+``post_purchase_follow_up`` is given ``audience.max_p_alive`` = the median score, so the
+p_alive filter is exercised on real scores.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from orchestration import settings
 from orchestration.campaigns import load_all
 from orchestration.campaigns.preview import audience_counts, holdout_bucket, preview
 from orchestration.campaigns.publish import publish_configs
+from orchestration.predictions import predict
 
 CUSTOMERS = 1000
 DAYS = 120
@@ -38,7 +44,13 @@ END_DATE = date(2026, 11, 20)
 PROJECT_DIR = settings.REPO_ROOT / "dbt_project"
 SHIPPED = settings.REPO_ROOT / "campaigns"
 UPSTREAM = ("path:models/staging", "path:models/intermediate", "path:models/marts")
-MINE = ("path:models/dispatch", "path:models/triggers", "path:models/activation")
+MINE = (
+    "stg_predictions__customer_predictions",  # rebuilt after `predict`, like dbt_audiences
+    "path:models/dispatch",
+    "path:models/triggers",
+    "path:models/activation",
+)
+P_ALIVE_CAMPAIGN = "post_purchase_follow_up"
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class Activated:
     campaigns_dir: Path
     target_dir: Path
     campaign_ids: list[str]
+    max_p_alive: float
 
 
 def run_dbt(cfg: settings.Settings, target_dir: Path, *args: str) -> None:
@@ -62,14 +75,20 @@ def run_dbt(cfg: settings.Settings, target_dir: Path, *args: str) -> None:
     assert result.returncode == 0, result.stdout[-6000:]
 
 
-def live_copy(directory: Path) -> Path:
-    """The shipped campaigns, made active over the whole simulated period."""
+def live_copy(directory: Path, max_p_alive: float | None = None) -> Path:
+    """The shipped campaigns, made active over the whole simulated period (and
+    ``P_ALIVE_CAMPAIGN`` limited to ``max_p_alive`` when given)."""
     shutil.copytree(SHIPPED, directory)
     for path in directory.glob("*.yml"):
         text = path.read_text(encoding="utf-8")
         text = re.sub(r"(?m)^status: .*$", "status: active", text)
         text = re.sub(r"(?m)^start_date: .*$", "start_date: 2026-01-01", text)
         text = re.sub(r"(?m)^end_date: .*$", "end_date: 2027-12-31", text)
+        if max_p_alive is not None and path.stem == P_ALIVE_CAMPAIGN:
+            assert "\naudience:" not in text and "\noffer:" in text
+            text = text.replace(
+                "\noffer:", f"\naudience:\n  max_p_alive: {max_p_alive}\n\noffer:", 1
+            )
         path.write_text(text, encoding="utf-8")
     return directory
 
@@ -88,14 +107,23 @@ def activated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Activated]:
         with services.running(home / "world") as urls:
             for source in ("shop", "pos", "social"):
                 ingest(source, base_url=urls[source], cfg=cfg)
-        campaigns_dir = live_copy(root / "campaigns")
+        target_dir = root / "target"
+        run_dbt(cfg, target_dir, "run", "--select", *UPSTREAM)
+        scored = predict(cfg)
+        assert scored["predicted"] > 0, scored
+        with duckdb.connect(str(cfg.warehouse_path), read_only=True) as con:
+            (median,) = con.execute(
+                "select median(p_alive) from predictions.customer_predictions"
+            ).fetchall()[0]
+        max_p_alive = round(float(median), 4)
+        campaigns_dir = live_copy(root / "campaigns", max_p_alive)
         campaigns, errors = load_all(campaigns_dir)
         assert not errors
         assert publish_configs(cfg, campaigns) == len(campaigns)
-        target_dir = root / "target"
-        run_dbt(cfg, target_dir, "run", "--select", *UPSTREAM)
         run_dbt(cfg, target_dir, "build", "--select", *MINE)
-        yield Activated(cfg, campaigns_dir, target_dir, [campaign.id for campaign in campaigns])
+        yield Activated(
+            cfg, campaigns_dir, target_dir, [campaign.id for campaign in campaigns], max_p_alive
+        )
 
 
 def query(
@@ -220,6 +248,31 @@ def test_preview_for_a_customer_outside_the_audience(activated: Activated, tmp_p
     assert (tmp_path / "email.html").exists() and (tmp_path / "staff_card.txt").exists()
 
 
+def test_a_template_failing_on_real_data_is_one_readable_preview_error(
+    activated: Activated, tmp_path: Path
+) -> None:
+    """The template passes validation (the example customer skips the branch) and fails for
+    a real customer: preview says campaign, file, line, field and why; never a traceback."""
+    from orchestration.campaigns.preview import PreviewError
+
+    directory = tmp_path / "campaigns"
+    shutil.copytree(activated.campaigns_dir, directory)
+    path = directory / "abandoned_cart_nearby_store.yml"
+    note = "    staff_note: >\n      "
+    text = path.read_text(encoding="utf-8")
+    assert note in text
+    poisoned = '{% if customer.customer_id != "C000123" %}{{ 1 / 0 }}{% endif %}'
+    path.write_text(text.replace(note, f"{note}{poisoned}\n      ", 1), encoding="utf-8")
+    assert load_all(directory)[1] == []  # valid: the example customer is C000123
+    with pytest.raises(PreviewError) as caught:
+        preview(activated.cfg, "abandoned_cart_nearby_store", campaigns_dir=directory)
+    message = str(caught.value)
+    line = text.splitlines().index(note.splitlines()[0]) + 2  # the template's first line
+    assert "campaign abandoned_cart_nearby_store: " in message
+    assert f"abandoned_cart_nearby_store.yml:{line}: channels.in_store.staff_note: " in message
+    assert message.endswith("ZeroDivisionError: division by zero")
+
+
 def test_dispatch_history_drives_cap_and_re_entry(activated: Activated) -> None:
     """Runs last (it rebuilds the activation models on top of a fake dispatch ledger)."""
     picked = query(
@@ -269,3 +322,66 @@ def test_dispatch_history_drives_cap_and_re_entry(activated: Activated) -> None:
     finally:
         with duckdb.connect(str(activated.cfg.warehouse_path)) as con:
             con.execute("drop schema dispatch cascade")
+
+
+def test_every_customer_is_scored_and_the_p_alive_filter_holds(activated: Activated) -> None:
+    """One prediction row per customer; the campaign with max_p_alive keeps exactly the
+    customers at or under the bound, and says why it left out the others."""
+    (customers, predictions, scored, unscored_buyers) = query(
+        activated,
+        """
+        select
+            (select count(*) from marts.dim_customers),
+            (select count(*) from predictions.customer_predictions
+             join marts.dim_customers using (customer_id)),
+            (select count(*) from predictions.customer_predictions where p_alive is not null),
+            (select count(*) from predictions.customer_predictions
+             join marts.dim_customers using (customer_id)
+             where order_count > 0 and p_alive is null)
+        """,
+    )[0]
+    assert predictions == customers > 0
+    assert scored > 0 and unscored_buyers == 0
+    rows = query(
+        activated,
+        "select suppression_reason, p_alive from activation.int_campaign_eligibility "
+        "where campaign_id = ?",
+        [P_ALIVE_CAMPAIGN],
+    )
+    bound = activated.max_p_alive
+    reasons = {reason for reason, _ in rows}
+    assert "audience_p_alive" in reasons and None in reasons, reasons
+    for reason, p_alive in rows:
+        if reason == "audience_p_alive":
+            assert p_alive > bound
+        elif reason == "no_p_alive_prediction":
+            assert p_alive is None
+        else:  # in the audience, or left out by a later rule: the filter let it through
+            assert p_alive is not None and p_alive <= bound, (reason, p_alive)
+    others = query(
+        activated,
+        "select count(*) from activation.int_campaign_eligibility "
+        "where campaign_id <> ? and suppression_reason in "
+        "('audience_p_alive', 'no_p_alive_prediction')",
+        [P_ALIVE_CAMPAIGN],
+    )[0][0]
+    assert others == 0  # a campaign without the filter ignores the model
+
+
+def test_omni_customer_shows_the_prediction(activated: Activated) -> None:
+    from orchestration.measurement.customer import customer_history, format_history
+
+    customer_id, p_alive, status = query(
+        activated,
+        "select customer_id, p_alive, prediction_status from predictions.customer_predictions "
+        "where p_alive is not null order by customer_id limit 1",
+    )[0]
+    history = customer_history(activated.cfg, customer_id)
+    assert history["prediction"]["p_alive"] == p_alive and status == "predicted"
+    assert f"p_alive {p_alive:.2f}" in format_history(history)
+    (never,) = query(
+        activated,
+        "select customer_id from predictions.customer_predictions "
+        "where prediction_status = 'no_orders' order by customer_id limit 1",
+    )[0]
+    assert "no_orders (no score)" in format_history(customer_history(activated.cfg, never))

@@ -3,7 +3,9 @@ what is allowed; one broken file never stops the others."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -104,6 +106,26 @@ CASES = [
         "must be after start_date",
         "a date after 2026-11-01",
         id="end-equals-start",
+    ),
+    pytest.param(
+        "budget_huge",
+        [("  budget_cap_eur: 3000", "  budget_cap_eur: 1.0e+300")],
+        "abandoned_cart_nearby_store",
+        "offer.budget_cap_eur",
+        "budget_cap_eur: 1.0e+300",
+        "less than or equal to 1000000",
+        "<= 1000000",
+        id="budget-above-the-maximum",
+    ),
+    pytest.param(
+        "reward_huge",
+        [("  max_reward_eur: 15", "  max_reward_eur: 15000")],
+        "abandoned_cart_nearby_store",
+        "offer.max_reward_eur",
+        "max_reward_eur: 15000",
+        "less than or equal to 1000",
+        "<= 1000",
+        id="reward-above-the-maximum",
     ),
     pytest.param(
         "percent_high",
@@ -448,6 +470,31 @@ CASES = [
         "{{ offer.label }}",
         id="template-without-the-offer",
     ),
+    pytest.param(
+        "p_alive_above_one",
+        [("  value_bands: [mid, high]\n", "  value_bands: [mid, high]\n  min_p_alive: 1.5\n")],
+        "win_back_recovery",
+        "audience.min_p_alive",
+        "min_p_alive: 1.5",
+        "less than or equal to 1",
+        "1",
+        id="p-alive-above-one",
+    ),
+    pytest.param(
+        "p_alive_bounds_crossed",
+        [
+            (
+                "  value_bands: [mid, high]\n",
+                "  value_bands: [mid, high]\n  min_p_alive: 0.6\n  max_p_alive: 0.3\n",
+            )
+        ],
+        "win_back_recovery",
+        "audience.max_p_alive",
+        "max_p_alive: 0.3",
+        "below min_p_alive 0.6",
+        "from 0.6 to 1",
+        id="p-alive-bounds-crossed",
+    ),
 ]
 
 
@@ -514,29 +561,74 @@ def test_one_broken_file_does_not_stop_the_others(
     assert {campaign.id for campaign in campaigns}.isdisjoint({path.stem for path in broken})
 
 
-def test_duplicate_id_across_files_keeps_the_first(variant: Callable[..., Path]) -> None:
+def _age(path: Path, seconds_ago: float) -> None:
+    """Set a file's modification time ``seconds_ago`` (which of two files is older)."""
+    when = time.time() - seconds_ago
+    os.utime(path, (when, when))
+
+
+def test_duplicate_id_across_files_the_active_one_keeps_it(variant: Callable[..., Path]) -> None:
+    yml = variant("twin", ("priority: 80", "priority: 80"))  # active, like the headline
+    yaml_file = variant("twin", ("status: active", "status: draft"), suffix=".yaml")
+    _age(yaml_file, 3600)  # the draft is even older, and first by name
+    campaigns, errors = load_all(yml.parent)
+    assert [campaign.source_path for campaign in campaigns] == [yml]
+    assert {(error.file, error.field) for error in errors} == {
+        (yaml_file, "id"),
+        (yaml_file, "offer.id"),  # the copy shares the offer id too
+    }
+    assert "already used by twin.yml, which is active and keeps it" in errors[0].message
+
+
+def test_duplicate_id_across_files_the_older_one_keeps_it(variant: Callable[..., Path]) -> None:
     yml = variant("twin", ("priority: 80", "priority: 80"))
     yaml_file = variant("twin", ("priority: 80", "priority: 70"), suffix=".yaml")
+    _age(yml, 3600)
     campaigns, errors = load_all(yml.parent)
-    # files are read in name order: twin.yaml before twin.yml
-    assert [campaign.source_path for campaign in campaigns] == [yaml_file]
-    id_errors = [error for error in errors if error.field == "id"]
-    assert len(id_errors) == 1
-    assert id_errors[0].file == yml
-    assert "already used by twin.yaml" in id_errors[0].message
+    assert [campaign.source_path for campaign in campaigns] == [yml]
+    assert {error.file for error in errors} == {yaml_file}
+    assert "twin.yml, which came first and keeps it" in errors[0].message
 
 
-def test_duplicate_offer_id_across_files(variant: Callable[..., Path], line_of: LineOf) -> None:
-    variant("offer_a")
-    second = variant("offer_b")
-    text = second.read_text(encoding="utf-8").replace("id: offer_b_", "id: offer_a_")
+def test_duplicate_offer_id_is_reported_on_the_newer_file(
+    variant: Callable[..., Path], line_of: LineOf
+) -> None:
+    first = variant("offer_b")  # sorts after offer_a, but is older
+    _age(first, 3600)
+    second = variant("offer_a")
+    text = second.read_text(encoding="utf-8").replace("id: offer_a_", "id: offer_b_")
     second.write_text(text, encoding="utf-8")
     campaigns, errors = load_all(second.parent)
-    assert [campaign.id for campaign in campaigns] == ["offer_a"]
+    assert [campaign.id for campaign in campaigns] == ["offer_b"]
     (error,) = errors
     assert (error.file, error.field) == (second, "offer.id")
-    assert error.line == line_of(second, "id: offer_a_")
-    assert "already used by offer_a.yml" in error.message
+    assert error.line == line_of(second, "id: offer_b_")
+    assert "already used by offer_b.yml" in error.message
+
+
+def test_a_draft_copy_keeping_the_live_offer_id_never_takes_the_live_campaign_down(
+    shipped_copy: Path, line_of: LineOf
+) -> None:
+    """Issue 15: a copy of win_back_recovery that keeps its offer.id. The copy is newer and a
+    draft: it gets the error; the live campaign stays valid, whatever the names' order."""
+    live = shipped_copy / "win_back_recovery.yml"
+    _age(live, 86_400)
+    draft = shipped_copy / "a_win_back_draft.yml"  # sorts before the live file
+    text = live.read_text(encoding="utf-8")
+    text = text.replace("id: win_back_recovery\n", "id: a_win_back_draft\n", 1)
+    draft.write_text(text.replace("status: active", "status: draft", 1), encoding="utf-8")
+    campaigns, errors = load_all(shipped_copy)
+    assert "win_back_recovery" in {campaign.id for campaign in campaigns}
+    assert "a_win_back_draft" not in {campaign.id for campaign in campaigns}
+    (error,) = errors
+    assert (error.file, error.field) == (draft, "offer.id")
+    assert error.line == line_of(draft, "id: vuelve_15")
+    assert "win_back_recovery.yml, which is active and keeps it" in error.message
+    # even when the draft is the older file, the active campaign keeps its offer id
+    _age(draft, 10 * 86_400)
+    campaigns, errors = load_all(shipped_copy)
+    assert "win_back_recovery" in {campaign.id for campaign in campaigns}
+    assert [error.file for error in errors] == [draft]
 
 
 def test_id_must_equal_the_file_name(variant: Callable[..., Path], line_of: LineOf) -> None:

@@ -207,6 +207,40 @@ def test_every_broken_file_is_listed_in_the_one_error(tmp_path: Path) -> None:
     assert re.search(r"not_yaml\.yml:\d+: YAML syntax error", message)
 
 
+def test_the_live_dag_survives_a_draft_copy_that_keeps_its_offer_id(
+    tmp_path: Path, shipped_campaigns: list[Any]
+) -> None:
+    """Issue 15: a marketer copies the live win_back_recovery to a draft and keeps its
+    offer.id. The draft (newer, not active, and first by name) is the one import error;
+    the live campaign's DAG stays, whatever the files' order."""
+    import os
+
+    directory = copy_campaigns(tmp_path / "campaigns")
+    live = directory / "win_back_recovery.yml"
+    old = live.stat().st_mtime - 86_400
+    os.utime(live, (old, old))
+    draft = directory / "a_win_back_copy.yml"
+    text = live.read_text(encoding="utf-8").replace(
+        "id: win_back_recovery\n", "id: a_win_back_copy\n", 1
+    )
+    draft.write_text(text.replace("status: active", "status: draft", 1), encoding="utf-8")
+    bag = parse_dags(directory)
+
+    assert "campaign_win_back_recovery" in bag.dag_ids
+    assert "campaign_a_win_back_copy" not in bag.dag_ids
+    generated = {dag_id for dag_id in bag.dag_ids if dag_id.startswith("campaign_")}
+    assert generated == {f"campaign_{campaign.id}" for campaign in shipped_campaigns}
+    ((failed_file, message),) = bag.import_errors.items()
+    assert Path(failed_file).name == "campaign_files_check.py"
+    assert "1 broken campaign file(s)" in message and "a_win_back_copy.yml" in message
+    line = line_of(draft, "  id: vuelve_15")
+    assert f"a_win_back_copy.yml:{line}: offer.id: offer id 'vuelve_15' is already used by " in (
+        message
+    )
+    assert "win_back_recovery.yml, which is active and keeps it" in message
+    assert "win_back_recovery.yml:" not in message  # the live file is never blamed
+
+
 def test_a_draft_or_paused_campaign_dag_starts_paused(tmp_path: Path) -> None:
     directory = copy_campaigns(tmp_path / "campaigns")
     write_variant(directory, "draft_one", status="draft")

@@ -68,8 +68,8 @@ def test_every_task_that_writes_the_warehouse_holds_the_pool(dagbag: Any) -> Non
         for dag in dagbag.dags.values()
         for task in dag.tasks
         if task.task_id.startswith("load_raw_")
-        or task.task_id == "check_raw"
-        or task.task_id.startswith("dbt.")
+        or task.task_id in ("check_raw", "predict")
+        or task.task_id.startswith(("dbt.", "dbt_audiences."))
     ]
     assert writers
     for task in writers:
@@ -106,3 +106,31 @@ def test_warehouse_build_loads_the_dispatch_ledger_before_dbt(dagbag: Any) -> No
     assert all(task_id.startswith("dbt.") for task_id in load.downstream_task_ids)
     history = {task.task_id for task in build.tasks if "fct_campaign_contacts" in task.task_id}
     assert history and history <= load.get_flat_relative_ids(upstream=False)
+
+
+def test_predictions_run_between_the_marts_and_the_audiences(dagbag: Any) -> None:
+    """`predict` needs the marts and the audiences need its scores: two dbt groups around it,
+    which together hold every model once."""
+    build = dagbag.dags["warehouse_build"]
+    predict = build.get_task("predict")
+    assert predict.pool == warehouse.WAREHOUSE_POOL
+    before = {task.task_id for task in build.tasks if task.task_id.startswith("dbt.")}
+    after = {task.task_id for task in build.tasks if task.task_id.startswith("dbt_audiences.")}
+    upstream = predict.get_flat_relative_ids(upstream=True)
+    downstream = predict.get_flat_relative_ids(upstream=False)
+    for model in ("dim_customers", "fct_orders"):
+        assert any(model in task_id and task_id in upstream for task_id in before), model
+    for model in ("stg_predictions__customer_predictions", "int_campaign_eligibility"):
+        assert any(model in task_id and task_id in downstream for task_id in after), model
+    assert not any("int_campaign_eligibility" in task_id for task_id in before)
+    # A test spanning both groups (an audience and dim_customers) does real work only in the
+    # second: cosmos also lists it in the first, as a placeholder.
+    spanning = "relationships_sync_email_audience_customer_id"
+    (placeholder,) = [build.get_task(t) for t in before if spanning in t]
+    (real,) = [build.get_task(t) for t in after if spanning in t]
+    assert placeholder.task_type == "EmptyOperator"
+    assert real.task_type != "EmptyOperator"
+    assert any("sync_email_audience" in t for t in real.upstream_task_ids)
+    assert not any(
+        build.get_task(t).task_type == "EmptyOperator" for t in before if "relationships_dim" in t
+    )

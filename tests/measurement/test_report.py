@@ -257,3 +257,48 @@ def test_a_warehouse_held_by_a_writer_is_a_clear_error(
     finally:
         writer.communicate("", timeout=30)
     assert cli.main(["report"]) == 0  # free again
+
+
+def test_predictions_by_lifecycle_stage(cfg: settings.Settings) -> None:
+    """With predictions.customer_predictions, the lifecycle section shows the mean p_alive of
+    the scored customers per stage (customers without a score are not averaged in)."""
+    import duckdb
+
+    full_fixture(cfg)
+    with duckdb.connect(str(cfg.warehouse_path)) as con:
+        stages = dict(
+            con.execute("select customer_id, lifecycle_stage from marts.dim_customers").fetchall()
+        )
+        con.execute("create schema predictions")
+        con.execute(
+            "create table predictions.customer_predictions (customer_id varchar, "
+            "as_of_date date, p_alive double, expected_purchases_90d double, "
+            "predicted_value_90d double, model_name varchar)"
+        )
+        rows = [
+            (customer_id, None if index % 4 == 0 else (index % 10) / 10)
+            for index, customer_id in enumerate(sorted(stages))
+        ]
+        con.executemany(
+            "insert into predictions.customer_predictions values "
+            "(?, date '2026-11-01', ?, 1.0, 50.0, 'test model')",
+            rows,
+        )
+    expected: dict[str, list[float]] = {}
+    for customer_id, p_alive in rows:
+        if p_alive is not None:
+            expected.setdefault(stages[customer_id], []).append(p_alive)
+    html = write_report(cfg).read_text()
+    bars = {
+        m.attrs["data-label"]: float(m.attrs["data-value"])
+        for m in marks(parse_report(html), "lifecycle-p-alive")
+    }
+    assert bars == pytest.approx({stage: sum(v) / len(v) for stage, v in expected.items()})
+    assert "test model" in html
+
+
+def test_no_predictions_says_so(cfg: settings.Settings) -> None:
+    full_fixture(cfg)
+    html = write_report(cfg).read_text()
+    assert not marks(parse_report(html), "lifecycle-p-alive")
+    assert "No predictions yet" in html

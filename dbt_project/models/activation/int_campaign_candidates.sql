@@ -3,7 +3,9 @@
     is active and the as-of date is within its dates; the occurrence is of the campaign's
     trigger type and passes the campaign's trigger parameters (or the var defaults); when a
     customer has several, the latest occurrence is kept (one contact per campaign per run).
-    Carries the customer attributes the eligibility rules need.
+    Carries the customer attributes the eligibility rules need, with the predictive model's
+    p_alive when it was fitted for this as-of date or at most `predictions_max_age_days` before
+    (a prediction from after the as-of date would leak the future into a backfill).
 -#}
 with
 
@@ -21,6 +23,15 @@ occurrences as (
 
 customers as (
     select * from {{ ref('dim_customers') }}
+),
+
+predictions as (
+    select predictions.*
+    from {{ ref('stg_predictions__customer_predictions') }} as predictions
+    cross join clock
+    where predictions.as_of_date <= clock.as_of_date
+        and predictions.as_of_date
+            >= {{ dbt.dateadd('day', -1 * triggers_var('predictions_max_age_days'), 'clock.as_of_date') }}
 ),
 
 live_campaigns as (
@@ -105,6 +116,8 @@ final as (
         live_campaigns.audience_lifecycle_stages,
         live_campaigns.audience_segments,
         live_campaigns.audience_value_bands,
+        live_campaigns.audience_min_p_alive,
+        live_campaigns.audience_max_p_alive,
         live_campaigns.has_email,
         live_campaigns.has_loyalty_cashback,
         live_campaigns.has_in_store,
@@ -119,6 +132,7 @@ final as (
         customers.lifecycle_stage,
         customers.rfm_segment,
         customers.value_band,
+        predictions.p_alive,
         customers.email,
         customers.first_name,
         customers.has_email_consent,
@@ -137,6 +151,8 @@ final as (
         on latest.campaign_id = live_campaigns.campaign_id
     inner join customers
         on latest.customer_id = customers.customer_id
+    left join predictions
+        on latest.customer_id = predictions.customer_id
 )
 
 select * from final

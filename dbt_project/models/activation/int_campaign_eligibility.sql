@@ -3,6 +3,9 @@
     occurrence) with the decision: `suppression_reason` is null for the audience, else the
     first rule that failed, in this order:
       audience_lifecycle_stage / audience_segment / audience_value_band  (campaign filters)
+      no_p_alive_prediction    the campaign filters on p_alive (audience.min_p_alive /
+                               max_p_alive) and the model has no current score for the customer
+      audience_p_alive         p_alive outside [min_p_alive, max_p_alive]
       re_entry_same_trigger    this trigger occurrence was already contacted by the campaign
       re_entry_once_ever       once_ever and the customer was contacted by the campaign before
       re_entry_cooldown        cooldown and the last contact is younger than cooldown_days
@@ -142,6 +145,12 @@ ruled as (
                 then 'audience_segment'
             when not {{ activation_in_list('routed.audience_value_bands', 'routed.value_band') }}
                 then 'audience_value_band'
+            when (routed.audience_min_p_alive is not null or routed.audience_max_p_alive is not null)
+                and routed.p_alive is null
+                then 'no_p_alive_prediction'
+            when routed.p_alive < routed.audience_min_p_alive
+                or routed.p_alive > routed.audience_max_p_alive
+                then 'audience_p_alive'
             when campaign_history.has_trigger_contact = 1 then 're_entry_same_trigger'
             when routed.re_entry_rule = 'once_ever' and campaign_history.campaign_contact_count > 0
                 then 're_entry_once_ever'
@@ -289,6 +298,7 @@ final as (
         scheduled.lifecycle_stage,
         scheduled.rfm_segment,
         scheduled.value_band,
+        scheduled.p_alive,
         scheduled.offer_id,
         scheduled.offer_kind,
         scheduled.offer_value,

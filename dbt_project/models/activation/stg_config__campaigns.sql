@@ -17,6 +17,7 @@ source as (
         ['trigger_days_since_first_purchase', 'integer'],
         ['audience_lifecycle_stages', dbt.type_string()], ['audience_segments', dbt.type_string()],
         ['audience_value_bands', dbt.type_string()],
+        ['audience_min_p_alive', 'double precision'], ['audience_max_p_alive', 'double precision'],
         ['offer_id', dbt.type_string()], ['offer_kind', dbt.type_string()],
         ['offer_value', 'double precision'], ['offer_code', dbt.type_string()],
         ['offer_valid_in', dbt.type_string()], ['offer_validity_days', 'integer'],
