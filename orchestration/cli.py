@@ -235,6 +235,25 @@ def _dispatch_run(args: argparse.Namespace) -> int:
     return 1 if errors or result["staff_sheets_error"] else 0
 
 
+def _dispatch_retry(args: argparse.Namespace) -> int:
+    from orchestration.dispatch.run import requeue
+
+    result = requeue(
+        settings_module.load(),
+        campaign_id=args.campaign,
+        channel=args.channel,
+        reason=args.reason,
+        dry_run=args.dry_run,
+    )
+    for reason, count in sorted(result["by_reason"].items(), key=lambda item: -item[1]):
+        print(f"{count:>8}  {reason}")
+    if args.dry_run:
+        print(f"{result['dead_letters']} dead letters would be requeued (dry run)")
+    else:
+        print(f"{result['requeued']} dead letters requeued: the next dispatch run sends them")
+    return 0
+
+
 def _dispatch_status(args: argparse.Namespace) -> int:
     from orchestration.dispatch.run import status
 
@@ -273,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     inbox = sandbox_commands.add_parser(
         "inbox", help="write the emails the sandbox SendGrid accepted as HTML pages"
     )
-    inbox.set_defaults(func=_sandbox_inbox)
+    inbox.set_defaults(handler=_sandbox_inbox)
     down = sandbox_commands.add_parser("down", help="stop the sandbox services")
     down.set_defaults(handler=_sandbox_down)
 
@@ -353,6 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--limit", type=int, help="at most this many contacts per channel")
     run.set_defaults(handler=_dispatch_run)
+    retry = dispatch_commands.add_parser(
+        "retry",
+        help="requeue dead letters (by campaign, channel, reason); the next run sends them",
+    )
+    retry.add_argument("--campaign", help="only this campaign's dead letters")
+    retry.add_argument(
+        "--channel", choices=["email", "loyalty_cashback", "in_store"], help="only this channel"
+    )
+    retry.add_argument("--reason", help="only dead letters whose reason contains this text")
+    retry.add_argument(
+        "--dry-run", action="store_true", help="list what would be requeued, change nothing"
+    )
+    retry.set_defaults(handler=_dispatch_retry)
     dispatch_status = dispatch_commands.add_parser(
         "status", help="ledger contacts per campaign, channel and state"
     )

@@ -53,6 +53,16 @@ class Settings:
     ledger_url: str = field(default="", repr=False)
     # The SendGrid unsubscribe group (ASM) of marketing email (OMNI_SENDGRID_ASM_GROUP_ID).
     sendgrid_asm_group_id: int = 1
+    # Dispatch retries: a contact the provider refuses for now (5xx, 429, unreachable) is retried
+    # with backoff (at most `dispatch_max_backoff_seconds` apart) across runs for this long after
+    # its first refusal, then dead-lettered (OMNI_DISPATCH_RETRY_HORIZON_HOURS,
+    # OMNI_DISPATCH_MAX_BACKOFF_SECONDS).
+    dispatch_retry_horizon_hours: float = 24.0
+    dispatch_max_backoff_seconds: float = 300.0
+    # An email whose request got no answer waits this long before SendGrid's Email Activity is
+    # asked whether it arrived (longer than any request can still be in flight, and than the
+    # activity feed's delay): OMNI_DISPATCH_UNKNOWN_SETTLE_SECONDS.
+    dispatch_unknown_settle_seconds: float = 600.0
     # How long a warehouse reader or writer waits for the lock (OMNI_WAREHOUSE_LOCK_WAIT, s).
     warehouse_lock_wait_seconds: float = 1800.0
     # Where pytensor keeps the C code it compiles for the prediction model
@@ -119,6 +129,9 @@ def load() -> Settings:
         sandbox_listen_host=_env("OMNI_SANDBOX_LISTEN_HOST", SANDBOX_HOST),
         ledger_url=_env("OMNI_LEDGER_URL", f"sqlite:///{omni_home / 'ledger.sqlite'}"),
         sendgrid_asm_group_id=int(_env("OMNI_SENDGRID_ASM_GROUP_ID", "1")),
+        dispatch_retry_horizon_hours=float(_env("OMNI_DISPATCH_RETRY_HORIZON_HOURS", "24")),
+        dispatch_max_backoff_seconds=float(_env("OMNI_DISPATCH_MAX_BACKOFF_SECONDS", "300")),
+        dispatch_unknown_settle_seconds=float(_env("OMNI_DISPATCH_UNKNOWN_SETTLE_SECONDS", "600")),
         warehouse_lock_wait_seconds=float(_env("OMNI_WAREHOUSE_LOCK_WAIT", "1800")),
         compile_cache=_env("OMNI_COMPILE_CACHE", ""),
     )

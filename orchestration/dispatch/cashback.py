@@ -23,7 +23,8 @@ The amount:
 ``expires_at`` is the end of the ``offer_valid_until`` day (23:59:59) in the customer's
 timezone (payload ``timezone``, else Europe/Madrid, the dbt var ``default_timezone``).
 Outcomes: 201/200 -> ``sent`` with the credit id; 404 (unknown member) and other 4xx ->
-``dead_lettered`` with the API's error text; 429/5xx/timeouts -> ``failed`` with a retry time.
+``dead_lettered`` with the API's error text; 429/5xx/timeouts -> ``failed`` with a retry time
+(retried across runs until the retry horizon; a 429 paces every call to the API).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestration.dispatch import http
+from orchestration.dispatch import http, pacing
 from orchestration.dispatch.ledger import Contact, Ledger
 from orchestration.dispatch.states import Channel
 from orchestration.settings import Settings
 
 DEFAULT_BATCH_SIZE = 200
+CHANNEL = Channel.LOYALTY_CASHBACK
 DEFAULT_TIMEZONE = "Europe/Madrid"  # dbt var default_timezone
 VALID_IN = ("store_only", "everywhere")
 CENT = Decimal("0.01")
@@ -195,7 +197,7 @@ def send_due(
     with http.session(cfg.tokens["loyalty"]) as client:
         return http.send_rest_channel(
             ledger,
-            Channel.LOYALTY_CASHBACK,
+            CHANNEL,
             client,
             lambda contact: credit_request(contact, base_url),
             _credit_id,
@@ -203,6 +205,8 @@ def send_due(
             batch_size=batch_size,
             limit=limit,
             campaign_id=campaign_id,
+            max_backoff=cfg.dispatch_max_backoff_seconds,
+            provider=pacing.channel_gate(CHANNEL, cfg),
         )
 
 

@@ -1,26 +1,35 @@
 """The email channel: due ledger contacts rendered from their campaign and sent through SendGrid.
 
-:func:`send_due` claims due ``email`` contacts from the ledger, renders each one with the
+:func:`send_due` reads due ``email`` contacts from the ledger, renders each one with the
 renderer of ``omni campaigns preview`` (:func:`~orchestration.campaigns.preview.contact_context`
 + :func:`~orchestration.campaigns.templating.render_contact`), sends them with the SendGrid SDK
-(v3 Mail Send) and records every outcome in the ledger:
+(v3 Mail Send) and records every outcome in the ledger the moment it arrives. A request's
+contacts go to ``sending`` only when it leaves (:func:`~orchestration.dispatch.pacing.
+send_window`), so a crash leaves at most the requests in flight, never contacts that were only
+read or rendered. The outcomes:
 
 - 202: ``sent`` with the ``X-Message-Id``;
-- 429: ``failed``, due again at ``Retry-After`` / ``X-RateLimit-Reset``; the rest of the
-  batch is not attempted (it is put back the same way) and the run stops;
+- 429: ``failed``, due again at ``Retry-After`` / ``X-RateLimit-Reset`` without using up an
+  attempt; every request to SendGrid waits until then and goes slower (the provider's gate);
 - 5xx, or the connection failed before the request was complete (refused, reset while
-  writing): ``failed``, retried with exponential backoff (nothing was accepted);
+  writing): ``failed``, retried with exponential backoff (nothing was accepted) until the retry
+  horizon; many in a row stop the run (an outage: the rest waits for the next run);
 - 401/403 (a wrong API key): ``failed`` and :class:`EmailAuthError` (the whole audience must
   not be dead-lettered because of a configuration mistake);
 - other 4xx: ``dead_lettered`` with SendGrid's error messages. When a request carrying several
   personalizations fails only because of some of them (a bad address), those are
   dead-lettered and the others are sent again without them: a 400 accepts nothing;
 - the request left but no answer came (read timeout, connection lost): ``unknown``. Such a
-  contact is never claimed again; :mod:`.email_events` reconciles it from SendGrid's events.
+  contact is never sent as it is; :mod:`.email_events` settles it from SendGrid's events or,
+  after the settle time, its Email Activity: ``sent`` when SendGrid has it, sent again when
+  SendGrid never saw it.
 
 A contact that cannot be rendered (campaign file missing or broken, template error, no
 address, an offer that differs from the campaign's) is dead-lettered with the reason; the rest
-of the batch goes on.
+goes on. Every request meets SendGrid's documented limits (unique categories: a campaign whose
+id is its trigger type names it once; a non-empty subject and bodies, text before HTML;
+``send_at`` within 72 hours; the configured unsubscribe group): the sandbox refuses anything
+else, as SendGrid does.
 
 Batching: the rendered content of a contact is personal (first name, store, cart), and a v3
 request carries one content for all its personalizations, so contacts share a request only
@@ -40,7 +49,7 @@ import urllib.error
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -50,21 +59,23 @@ from sendgrid import SendGridAPIClient
 
 from orchestration.campaigns import Campaign, load_all, render_contact
 from orchestration.campaigns.preview import PreviewError, contact_context
+from orchestration.dispatch import pacing
 from orchestration.dispatch.ledger import Contact, Ledger
-from orchestration.dispatch.states import DISPATCH_LOOKAHEAD, Channel
+from orchestration.dispatch.states import DISPATCH_LOOKAHEAD, Channel, IllegalTransition, State
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
 MAX_PERSONALIZATIONS = 1000  # SendGrid's limit per request
+MAX_CATEGORIES = 10  # per request, each unique and at most 255 characters
+MAX_CATEGORY_LENGTH = 255
 DEFAULT_WORKERS = 4  # requests in flight at once
-# Contacts claimed at a time. Small on purpose: a dispatcher killed mid-claim leaves its claim
-# in `sending`, and stale email contacts become `unknown` (never resent blindly), so the claim
-# bounds what a crash can leave unsent. Identical messages share a request only within a claim.
+# Contacts read and rendered at a time (one warehouse snapshot each). Identical messages share
+# a request only within one read. A crash leaves only the requests in flight `sending`.
 DEFAULT_CLAIM_SIZE = 32
 DEFAULT_TIMEOUT_SECONDS = 30.0  # urllib's one socket timeout: connect, write and read
-MAX_BACKOFF_SECONDS = 900
+MAX_BACKOFF_SECONDS = 300.0  # default of settings.dispatch_max_backoff_seconds
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
 UNSUBSCRIBE_POST = "List-Unsubscribe=One-Click"
 COUNT_KEYS = ("claimed", "sent", "failed", "dead_lettered", "unknown")
@@ -204,8 +215,14 @@ def render(contact: Contact, campaign: Campaign | None, con: Any, now: datetime)
             f"offer code mismatch: the contact carries {contact.offer_code!r}, the campaign "
             f"{rendered.offer_code!r}"
         )
-    if not rendered.subject or rendered.html is None or rendered.text is None:
-        raise RenderProblem("the email rendered without a subject or a body")
+    if (
+        not rendered.subject
+        or not rendered.subject.strip()
+        or not rendered.html
+        or not rendered.text
+    ):
+        # SendGrid refuses an empty subject or content value: say so here, for this contact
+        raise RenderProblem("the email rendered without a subject, an HTML or a text body")
     return Outgoing(
         contact=contact,
         campaign=campaign,
@@ -246,6 +263,13 @@ def _personalization(item: Outgoing) -> dict[str, Any]:
     return person
 
 
+def categories(*names: str) -> list[str]:
+    """SendGrid categories: unique (SendGrid refuses a repeated one: a campaign whose id is its
+    trigger type names it once), non-empty, at most 255 characters, at most 10."""
+    unique = dict.fromkeys(name.strip()[:MAX_CATEGORY_LENGTH] for name in names if name.strip())
+    return list(unique)[:MAX_CATEGORIES]
+
+
 def build_message(items: Sequence[Outgoing], asm_group_id: int) -> dict[str, Any]:
     """The v3 Mail Send body of contacts sharing one content (``items`` non-empty)."""
     first = items[0]
@@ -260,7 +284,7 @@ def build_message(items: Sequence[Outgoing], asm_group_id: int) -> dict[str, Any
             {"type": "text/plain", "value": first.text},
             {"type": "text/html", "value": first.html},
         ],
-        "categories": ["omni", first.campaign.id, trigger_type],
+        "categories": categories("omni", first.campaign.id, trigger_type),
         "asm": {"group_id": asm_group_id},
     }
 
@@ -378,46 +402,77 @@ def _bad_personalizations(
 
 
 class _Batch:
-    """The outcomes of one claimed batch, written to the ledger as they are decided (sent
-    contacts at the end, in one transaction)."""
+    """Writes the outcomes of one run to the ledger the moment they are known (the calling
+    thread only). ``stamp`` is the run's clock (backoff times); ``now`` stamps the ledger
+    (None: the time of each write)."""
 
-    def __init__(self, ledger: Ledger, stamp: datetime, counts: dict[str, int]) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        stamp: datetime,
+        counts: dict[str, int],
+        now: datetime | None = None,
+        max_backoff: float = MAX_BACKOFF_SECONDS,
+    ) -> None:
         self.ledger = ledger
         self.stamp = stamp
         self.counts = counts
-        self.sent: dict[str, str | None] = {}
+        self.now = now
+        self.max_backoff = max_backoff
 
     def dead_letter(self, contact: Contact, reason: str) -> None:
-        self.ledger.dead_letter(contact.contact_id, reason, now=self.stamp)
+        """A contact that cannot be sent (not rendered, refused by SendGrid)."""
+        try:
+            self.ledger.dead_letter(contact.contact_id, reason, now=self.now)
+        except IllegalTransition as problem:  # another dispatcher settled it meanwhile
+            log.info("%s: %s", contact.contact_id, problem)
+            return
         self.counts["dead_lettered"] += 1
+        if contact.state is not State.SENDING:  # settled without a request: still handled
+            self.counts["claimed"] += 1
+
+    def sent(self, items: Sequence[Outgoing], message_id: str | None) -> None:
+        sent = {item.contact.contact_id: message_id for item in items}
+        try:
+            self.counts["sent"] += self.ledger.mark_sent_many(sent, now=self.now)
+            return
+        except IllegalTransition:  # some row left `sending` (stale recovery): one by one
+            pass
+        for contact_id in sent:
+            try:
+                self.ledger.mark_sent(contact_id, message_id, now=self.now)
+                self.counts["sent"] += 1
+            except IllegalTransition as problem:  # its events or activity will settle it
+                log.warning("could not mark %s sent: %s", contact_id, problem)
 
     def fail(
         self, contact: Contact, error: str, retry_at: datetime, *, counts_as_attempt: bool = True
     ) -> None:
-        after = self.ledger.mark_failed(
-            contact.contact_id,
-            error,
-            True,
-            retry_at=retry_at,
-            now=self.stamp,
-            counts_as_attempt=counts_as_attempt,
-        )
+        try:
+            after = self.ledger.mark_failed(
+                contact.contact_id,
+                error,
+                True,
+                retry_at=retry_at,
+                now=self.now,
+                counts_as_attempt=counts_as_attempt,
+            )
+        except IllegalTransition as problem:
+            log.warning("could not record the outcome of %s: %s", contact.contact_id, problem)
+            return
         self.counts["failed" if after.state == "failed" else "dead_lettered"] += 1
 
     def unknown(self, contact: Contact, error: str) -> None:
-        self.ledger.mark_unknown(contact.contact_id, error, now=self.stamp)
+        try:
+            self.ledger.mark_unknown(contact.contact_id, error, now=self.now)
+        except IllegalTransition as problem:
+            log.warning("could not record the outcome of %s: %s", contact.contact_id, problem)
+            return
         self.counts["unknown"] += 1
 
-    def flush(self) -> None:
-        if self.sent:
-            self.ledger.mark_sent_many(self.sent, now=self.stamp)
-            self.counts["sent"] += len(self.sent)
-            self.sent = {}
-
-
-def _backoff(items: Sequence[Outgoing]) -> timedelta:
-    attempts = max(item.contact.attempts for item in items)
-    return timedelta(seconds=min(2**attempts, MAX_BACKOFF_SECONDS))
+    def backoff(self, items: Sequence[Outgoing]) -> datetime:
+        attempts = max(item.contact.attempts for item in items)
+        return self.stamp + timedelta(seconds=min(2 ** min(attempts, 30), self.max_backoff))
 
 
 def _groups(items: Sequence[Outgoing], size: int) -> Iterator[list[Outgoing]]:
@@ -437,10 +492,15 @@ class Delivery:
     outcome: Outcome
 
 
-def deliver(client: SendGridAPIClient, group: list[Outgoing], asm_group_id: int) -> list[Delivery]:
+def deliver(
+    client: SendGridAPIClient,
+    group: list[Outgoing],
+    asm_group_id: int,
+    provider: pacing.Gate | None = None,
+) -> list[Delivery]:
     """Send one group (HTTP only: safe in a worker thread). A 400 caused by some
     personalizations (a bad address) rejects those with their own error messages and sends
-    the others again without them: a 400 accepted nothing."""
+    the others again without them (through ``provider``'s gate): a 400 accepted nothing."""
     deliveries: list[Delivery] = []
     while True:
         outcome = send_request(client, build_message(group, asm_group_id))
@@ -451,27 +511,49 @@ def deliver(client: SendGridAPIClient, group: list[Outgoing], asm_group_id: int)
                     error = "SendGrid 400: " + "; ".join(messages)
                     deliveries.append(Delivery([group[index]], Outcome("rejected", error=error)))
                 group = [item for index, item in enumerate(group) if index not in bad]
+                if provider is not None:
+                    provider.acquire()
                 continue
         deliveries.append(Delivery(group, outcome))
         return deliveries
 
 
-def _record(delivery: Delivery, batch: _Batch) -> None:
-    """Write a delivery's outcome to the ledger (sent ones at the batch's flush)."""
+# How much one delivery's outcome weighs for the provider's gate (the worst of a job wins).
+_WEIGHT = {"done": 0, "ok": 1, "failed": 2, "rate_limited": 3, "stop": 4}
+
+
+def _record(delivery: Delivery, batch: _Batch) -> pacing.Judged:
+    """Write a delivery's outcome to the ledger; what it means for the provider's gate."""
     outcome, items = delivery.outcome, delivery.items
     if outcome.kind == "sent":
+        batch.sent(items, outcome.message_id)
+        return pacing.Judged("ok")
+    if outcome.kind == "rate_limited":  # a wait, not a failure: the attempt is given back
+        wait = outcome.retry_after_s or 1.0
         for item in items:
-            batch.sent[item.contact.contact_id] = outcome.message_id
-    elif outcome.kind == "retry":
-        retry_at = batch.stamp + _backoff(items)
+            batch.fail(
+                item.contact,
+                outcome.error,
+                batch.stamp + timedelta(seconds=wait),
+                counts_as_attempt=False,
+            )
+        return pacing.Judged("rate_limited", wait)
+    if outcome.kind == "auth":  # our key is wrong: back in a minute, and the run stops
+        for item in items:
+            batch.fail(item.contact, outcome.error, batch.stamp + timedelta(minutes=1))
+        return pacing.Judged("stop")
+    if outcome.kind == "retry":
+        retry_at = batch.backoff(items)
         for item in items:
             batch.fail(item.contact, outcome.error, retry_at)
-    elif outcome.kind == "unknown":
+        return pacing.Judged("failed")
+    if outcome.kind == "unknown":
         for item in items:
             batch.unknown(item.contact, outcome.error)
-    else:  # rejected
-        for item in items:
-            batch.dead_letter(item.contact, outcome.error)
+        return pacing.Judged("done")
+    for item in items:  # rejected
+        batch.dead_letter(item.contact, outcome.error)
+    return pacing.Judged("done")
 
 
 class _Clients:
@@ -503,11 +585,11 @@ def send_due(
     """Send the due email contacts of the ledger (all, or ``campaign_id``'s); see the module.
 
     ``now``: the clock that decides what is due and stamps the ledger (default: the real
-    one). ``batch_size``: most personalizations per request. ``claim_size``: contacts claimed
-    at a time (what a crash can leave ``unknown``).
-    ``limit``: stop after this many contacts. ``timeout``: seconds to wait for SendGrid.
-    ``workers``: requests in flight at once (the ledger is written by the calling thread).
-    Returns ``{"claimed", "sent", "failed", "dead_lettered", "unknown"}``.
+    one). ``batch_size``: most personalizations per request. ``claim_size``: contacts read and
+    rendered at a time (one warehouse snapshot each); each request's contacts go to ``sending``
+    only when it leaves. ``limit``: stop after this many contacts. ``timeout``: seconds to
+    wait for SendGrid. ``workers``: requests in flight at once (the ledger is written by the
+    calling thread). Returns ``{"claimed", "sent", "failed", "dead_lettered", "unknown"}``.
     """
     if batch_size < 1 or workers < 1 or claim_size < 1:
         raise ValueError("batch_size, workers and claim_size must be at least 1")
@@ -521,63 +603,70 @@ def send_due(
         log.warning("Campaign file problem (its contacts are dead-lettered): %s", error)
     by_id = {campaign.id: campaign for campaign in campaigns}
     clients = _Clients(cfg, timeout)
+    provider = pacing.channel_gate(Channel.EMAIL, cfg)
+    provider.begin_run()
     per_request = min(batch_size, MAX_PERSONALIZATIONS)
-    stop = False
+    batch = _Batch(ledger, stamp, counts, now, cfg.dispatch_max_backoff_seconds)
+    asm_group_id = cfg.sendgrid_asm_group_id
+    stopped: str | None = None
+    auth_error: list[str] = []
+
+    def start(group: list[Outgoing]) -> list[Outgoing] | None:
+        taken = {
+            contact.contact_id: contact
+            for contact in ledger.start([item.contact.contact_id for item in group], now)
+        }
+        kept = [
+            replace(item, contact=taken[item.contact.contact_id])
+            for item in group
+            if item.contact.contact_id in taken
+        ]
+        counts["claimed"] += len(kept)
+        return kept or None
+
+    def call(group: list[Outgoing]) -> list[Delivery]:
+        return deliver(clients.get(), group, asm_group_id, provider)
+
+    def record(group: list[Outgoing], deliveries: list[Delivery]) -> pacing.Judged:
+        judged = pacing.Judged("done")
+        for delivery in deliveries:
+            found = _record(delivery, batch)
+            if found.verdict == "stop":
+                auth_error.append(delivery.outcome.error)
+            if _WEIGHT[found.verdict] > _WEIGHT[judged.verdict]:
+                judged = found
+        return judged
+
+    seen: set[str] = set()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sendgrid") as pool:
-        while not stop and (limit is None or counts["claimed"] < limit):
+        while stopped is None and (limit is None or counts["claimed"] < limit):
             wanted = claim_size if limit is None else min(claim_size, limit - counts["claimed"])
-            claimed = ledger.claim(
+            due = ledger.due(
                 Channel.EMAIL,
                 wanted,
                 stamp,
                 campaign_id=campaign_id,
                 due_by=stamp + DISPATCH_LOOKAHEAD,
             )
-            if not claimed:
+            fresh = [contact for contact in due if contact.contact_id not in seen]
+            if not fresh:
                 break
-            counts["claimed"] += len(claimed)
-            batch = _Batch(ledger, stamp, counts)
-            try:
-                with _snapshot_or_put_back(cfg, claimed, batch) as con:
-                    ready = _render_all(claimed, by_id, con, batch)
-                groups = list(_groups(ready, per_request))
-                stop = _send_groups(
-                    pool, workers, clients, groups, batch, cfg.sendgrid_asm_group_id
-                )
-            finally:
-                batch.flush()
+            seen.update(contact.contact_id for contact in fresh)
+            with _snapshot(cfg, fresh) as con:
+                ready = _render_all(fresh, by_id, con, batch)
+            stopped = pacing.send_window(
+                _groups(ready, per_request),
+                start=start,
+                call=call,
+                record=record,
+                provider=provider,
+                pool=pool,
+                workers=workers,
+            )
+    if auth_error:
+        raise EmailAuthError(auth_error[0])
     log.info("Email dispatch: %s", counts)
     return counts
-
-
-def _send_groups(
-    pool: ThreadPoolExecutor,
-    size: int,
-    clients: _Clients,
-    groups: Sequence[list[Outgoing]],
-    batch: _Batch,
-    asm_group_id: int,
-) -> bool:
-    """Send the groups in waves of ``size`` requests and record the outcomes. After a rate
-    limit (or an auth error) the rest is put back and True returned: stop the run."""
-    for start in range(0, len(groups), size):
-        wave = groups[start : start + size]
-        results = list(pool.map(lambda group: deliver(clients.get(), group, asm_group_id), wave))
-        stopper: Outcome | None = None
-        for deliveries in results:
-            for delivery in deliveries:
-                if delivery.outcome.kind in ("rate_limited", "auth"):
-                    _put_back([delivery.items], delivery.outcome, batch, attempted=True)
-                    stopper = stopper or delivery.outcome
-                else:
-                    _record(delivery, batch)
-        if stopper is not None:
-            _put_back(groups[start + size :], stopper, batch, attempted=False)
-            if stopper.kind == "auth":
-                batch.flush()
-                raise EmailAuthError(stopper.error)
-            return True
-    return False
 
 
 def _render_all(
@@ -593,39 +682,14 @@ def _render_all(
 
 
 @contextmanager
-def _snapshot_or_put_back(
-    cfg: Settings, claimed: Sequence[Contact], batch: _Batch
-) -> Iterator[Any]:
-    """The warehouse snapshot of the batch; if it cannot be read the claimed contacts go back
-    as failed (retryable in a minute) and the error is raised."""
-    try:
-        con = _warehouse_snapshot(cfg, sorted({contact.customer_id for contact in claimed}))
-    except EmailDispatchError as error:
-        retry_at = batch.stamp + timedelta(minutes=1)
-        for contact in claimed:
-            batch.fail(contact, f"not sent: {error}", retry_at)
-        raise
+def _snapshot(cfg: Settings, contacts: Sequence[Contact]) -> Iterator[Any]:
+    """The warehouse snapshot of these contacts' customers (raises
+    :class:`EmailDispatchError` when it cannot be read: nothing was started, all stay due)."""
+    con = _warehouse_snapshot(cfg, sorted({contact.customer_id for contact in contacts}))
     try:
         yield con
     finally:
         con.close()
-
-
-def _put_back(
-    groups: Sequence[list[Outgoing]], outcome: Outcome, batch: _Batch, *, attempted: bool
-) -> None:
-    """After a 429 or an auth error: these contacts go back to ``failed`` (a 429 until
-    ``Retry-After``; auth in a minute), whether their request met it or was not attempted.
-    A rate limit or an untried request does not use up an attempt."""
-    rate_limited = outcome.kind == "rate_limited"
-    wait = outcome.retry_after_s if rate_limited else 60.0
-    retry_at = batch.stamp + timedelta(seconds=wait or 1.0)
-    error = outcome.error if attempted else f"not attempted: {outcome.error}"
-    for group in groups:
-        for item in group:
-            batch.fail(
-                item.contact, error, retry_at, counts_as_attempt=attempted and not rate_limited
-            )
 
 
 __all__ = [
@@ -635,6 +699,7 @@ __all__ = [
     "Outgoing",
     "Delivery",
     "build_message",
+    "categories",
     "deliver",
     "make_client",
     "render",

@@ -9,9 +9,14 @@ sandbox keeps those records for a poller (``GET /_sandbox/events?after=<position
 cursor position commit together.
 
 Then it settles the email contacts whose send has an unknown outcome (a timeout after the
-request left): an event carrying their ``dispatch_id`` proves SendGrid accepted them
-(``sent``, with the message id); one unknown for more than 24 hours with no event is flagged
-``dead_lettered`` (never resent: an email is never sent twice).
+request left, a dispatcher killed while its request was in flight): an event carrying their
+``dispatch_id`` proves SendGrid accepted them (``sent``, with the message id).
+:func:`reconcile_with_activity` settles the others once they have been unknown for longer
+than any request can still be in flight (settings ``dispatch_unknown_settle_seconds``): it asks
+SendGrid's Email Activity API for the message by its ``dispatch_id`` custom arg
+(``GET /v3/messages?query=unique_args['dispatch_id']="<id>"``). Found: ``sent``. Not found:
+SendGrid never saw it, so it goes back to ``pending`` and is sent again. When the lookup fails
+the contact stays ``unknown`` (never resent blindly: an email is never sent twice).
 
 The events load into the warehouse (``dispatch.email_events``) through
 :func:`export_email_events`; the marts read ``unsubscribe`` and ``group_unsubscribe`` alike.
@@ -29,15 +34,15 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text,
 from sqlalchemy.engine import Connection
 
 from orchestration.dispatch.ledger import Ledger
-from orchestration.dispatch.states import Channel, State
+from orchestration.dispatch.states import Channel, IllegalTransition, State
 from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CURSOR_NAME = "sendgrid_events"
 PAGE_SIZE = 5000
-UNKNOWN_GIVE_UP = timedelta(hours=24)
 TIMEOUT = (5, 30)  # connect, read (seconds)
+ACTIVITY_LIMIT = 10  # messages asked for per lookup (one email has one recipient)
 _CHUNK = 500
 
 metadata = MetaData()
@@ -169,9 +174,10 @@ def _fetch(base_url: str, after: int, page_size: int) -> tuple[list[dict[str, An
 
 
 def reconcile_unknown(ledger: Ledger, *, now: datetime | None = None) -> dict[str, int]:
-    """Settle ``unknown`` email contacts from the stored events (see the module)."""
+    """Settle ``unknown`` email contacts that the stored events prove SendGrid accepted (see
+    the module); the others wait for :func:`reconcile_with_activity`."""
     stamp = _naive_utc(now)
-    counts = {"reconciled_sent": 0, "reconciled_dead": 0, "still_unknown": 0}
+    counts = {"reconciled_sent": 0, "still_unknown": 0}
     unknown = ledger.list_contacts(state=State.UNKNOWN, channel=Channel.EMAIL)
     if not unknown:
         return counts
@@ -192,13 +198,84 @@ def reconcile_unknown(ledger: Ledger, *, now: datetime | None = None) -> dict[st
             found = message_ids[contact.contact_id]
             # sg_message_id is "<X-Message-Id>.filter…": keep what a 202 would have recorded
             message_id = found.split(".", 1)[0] if found else None
-            ledger.reconcile(contact.contact_id, True, message_id, now=stamp)
+            try:
+                ledger.reconcile(contact.contact_id, True, message_id, now=stamp)
+            except IllegalTransition:  # settled meanwhile by another dispatcher
+                continue
             counts["reconciled_sent"] += 1
-        elif _naive_utc(contact.state_changed_at) < stamp - UNKNOWN_GIVE_UP:
-            ledger.reconcile(contact.contact_id, False, now=stamp)
-            counts["reconciled_dead"] += 1
         else:
             counts["still_unknown"] += 1
+    return counts
+
+
+def activity_query(dispatch_id: str) -> str:
+    """The Email Activity query for the messages carrying this ``dispatch_id`` custom arg."""
+    return f"unique_args['dispatch_id']=\"{dispatch_id}\""
+
+
+def find_in_activity(
+    client: requests.Session, base_url: str, dispatch_id: str
+) -> list[dict[str, Any]]:
+    """The Email Activity messages of one ``dispatch_id`` (raises for an HTTP error)."""
+    response = client.get(
+        f"{base_url.rstrip('/')}/v3/messages",
+        params={"query": activity_query(dispatch_id), "limit": str(ACTIVITY_LIMIT)},
+        timeout=TIMEOUT,
+    )
+    response.raise_for_status()
+    messages = response.json().get("messages")
+    if not isinstance(messages, list):
+        raise EventFeedError(f"unexpected Email Activity answer: {response.text[:300]}")
+    return [message for message in messages if isinstance(message, dict)]
+
+
+def reconcile_with_activity(
+    ledger: Ledger,
+    cfg: Settings,
+    *,
+    now: datetime | None = None,
+    settle: timedelta | None = None,
+) -> dict[str, int]:
+    """Settle each ``unknown`` email that has waited ``settle`` (default: settings
+    ``dispatch_unknown_settle_seconds``) from SendGrid's Email Activity (see the module).
+    Returns ``{"activity_sent", "activity_resend", "activity_waiting"}``. A lookup that fails
+    (SendGrid down, rate limited) leaves the rest unknown for the next run."""
+    from orchestration.dispatch import pacing
+
+    stamp = _naive_utc(now)
+    wait = settle if settle is not None else timedelta(seconds=cfg.dispatch_unknown_settle_seconds)
+    counts = {"activity_sent": 0, "activity_resend": 0, "activity_waiting": 0}
+    unknown = ledger.list_contacts(state=State.UNKNOWN, channel=Channel.EMAIL)
+    ready = [c for c in unknown if _naive_utc(c.state_changed_at) <= stamp - wait]
+    counts["activity_waiting"] = len(unknown) - len(ready)
+    if not ready:
+        return counts
+    provider = pacing.channel_gate(Channel.EMAIL, cfg)
+    base_url = cfg.base_urls["sendgrid"]
+    with requests.Session() as client:
+        client.headers["Authorization"] = f"Bearer {cfg.tokens['sendgrid']}"
+        for number, contact in enumerate(ready):
+            started = provider.acquire()
+            try:
+                messages = find_in_activity(client, base_url, contact.contact_id)
+            except (requests.RequestException, ValueError) as error:
+                response = getattr(error, "response", None)
+                if response is not None and response.status_code == 429:
+                    provider.rate_limited(started, float(response.headers.get("Retry-After", 1)))
+                log.warning(
+                    "Email Activity lookup failed (%s): %d unknown emails wait for the next run",
+                    error,
+                    len(ready) - number,
+                )
+                counts["activity_waiting"] += len(ready) - number
+                break
+            message_id = str(messages[0].get("msg_id") or "").split(".", 1)[0] if messages else ""
+            try:
+                ledger.reconcile(contact.contact_id, bool(messages), message_id or None, now=stamp)
+            except IllegalTransition:  # settled meanwhile (its events, another dispatcher)
+                continue
+            counts["activity_sent" if messages else "activity_resend"] += 1
+    log.info("Unknown emails settled from SendGrid's Email Activity: %s", counts)
     return counts
 
 
@@ -209,10 +286,11 @@ def poll_email_events(
     now: datetime | None = None,
     page_size: int = PAGE_SIZE,
 ) -> dict[str, int]:
-    """Read SendGrid's new events into ``email_events``, then reconcile unknown contacts.
+    """Read SendGrid's new events into ``email_events``, then settle the unknown contacts
+    they prove accepted (the others wait for :func:`reconcile_with_activity`).
 
-    Returns ``{"fetched", "inserted", "reconciled_sent", "reconciled_dead", "still_unknown"}``.
-    ``now`` stamps ``received_at`` and decides which unknown contacts are old enough to flag.
+    Returns ``{"fetched", "inserted", "reconciled_sent", "still_unknown"}``.
+    ``now`` stamps ``received_at`` and the reconciliations.
     """
     ensure_tables(ledger)
     received_at = _naive_utc(now)
@@ -254,4 +332,5 @@ __all__ = [
     "poll_email_events",
     "provider_cursors",
     "reconcile_unknown",
+    "reconcile_with_activity",
 ]

@@ -20,9 +20,10 @@ flagged ``is_auth_error`` so a sender can stop at once instead of dead-lettering
 audience because of a configuration mistake.
 
 :func:`send_rest_channel`
-    the loop both channels share: claim a batch, build each contact's request (or the reason it
-    cannot be sent), call the provider a few at a time, classify, record the outcomes in the
-    ledger (successes of a batch in one transaction), until nothing is due or ``limit``.
+    the loop both channels share: read due contacts, build each one's request (or the reason it
+    cannot be sent), then send them through the provider's gate a few at a time, each contact
+    ``sending`` only while its own request is in flight and its outcome recorded the moment it
+    is known, until nothing is due or ``limit``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from typing import Any, Literal
 import requests
 from requests.adapters import HTTPAdapter
 
+from orchestration.dispatch import pacing
 from orchestration.dispatch.ledger import Contact, Ledger
 from orchestration.dispatch.states import DISPATCH_LOOKAHEAD, Channel, IllegalTransition, State
 
@@ -103,9 +105,10 @@ def session(
     return made
 
 
-def backoff_seconds(attempts: int) -> int:
-    """Exponential backoff after ``attempts`` tries: 2, 4, 8... seconds, at most 300."""
-    return int(min(MAX_BACKOFF_S, 2 ** max(1, attempts)))
+def backoff_seconds(attempts: int, cap: float = MAX_BACKOFF_S) -> int:
+    """Exponential backoff after ``attempts`` tries: 2, 4, 8... seconds, at most ``cap``
+    (settings: dispatch_max_backoff_seconds)."""
+    return int(min(cap, 2 ** min(max(1, attempts), 30)))
 
 
 def provider_error(response: requests.Response) -> str:
@@ -181,6 +184,7 @@ def classify(
     *,
     idempotent: bool = True,
     now: datetime | None = None,
+    max_backoff: float = MAX_BACKOFF_S,
 ) -> Outcome:
     """The :class:`Outcome` of one attempt (a response, or the exception the call raised).
 
@@ -189,7 +193,7 @@ def classify(
     (default: the current time); ``retry_at`` is relative to it.
     """
     moment = now if now is not None else datetime.now(UTC)
-    backoff = moment + timedelta(seconds=backoff_seconds(attempts))
+    backoff = moment + timedelta(seconds=backoff_seconds(attempts, max_backoff))
     if isinstance(result, requests.Response):
         status = result.status_code
         if 200 <= status < 300:
@@ -249,6 +253,12 @@ MessageId = Callable[[Contact, Outcome], "str | None"]
 COUNT_KEYS = ("claimed", "sent", "failed", "dead_lettered", "unknown")
 
 
+@dataclass(frozen=True)
+class _Job:
+    contact: Contact
+    request: PreparedRequest
+
+
 def send_rest_channel(
     ledger: Ledger,
     channel: Channel,
@@ -261,111 +271,144 @@ def send_rest_channel(
     limit: int | None = None,
     campaign_id: str | None = None,
     workers: int = 8,
+    max_backoff: float = MAX_BACKOFF_S,
+    provider: pacing.Gate | None = None,
 ) -> dict[str, int]:
-    """Claim due contacts of ``channel`` batch by batch, call the provider for each (``workers``
-    at a time) and record every outcome in the ledger; returns the counts of the contract
+    """Send the due contacts of ``channel``, one request each, ``workers`` in flight, and record
+    every outcome in the ledger the moment it is known; returns the counts of the contract
     (claimed, sent, failed, dead_lettered, unknown).
 
-    The claim clock is fixed at the start (``now``, default the current time), so a contact
-    that failed in this run (its retry time is later) is not claimed again in the same run.
-    A contact whose request cannot be built (no loyalty account, no store...) is dead-lettered
-    with the reason, without a call. Successes of a batch are marked in one transaction.
+    Contacts are read ``batch_size`` at a time and their requests built first; a contact whose
+    request cannot be built (no loyalty account, no store...) is dead-lettered with the reason,
+    without a call. Each contact goes to ``sending`` only when its own request leaves
+    (:func:`~orchestration.dispatch.pacing.send_window`): a crash leaves at most the requests in
+    flight, and never uses up an attempt of a contact that was not tried. The provider's gate
+    (``provider``, default the channel's provider's) paces the calls after a 429 and stops
+    the run when the provider looks down.
+
+    The clock is fixed at the start (``now``, default the current time), so a contact that
+    failed in this run (its retry time is later) is not tried again in the same run.
     """
     if batch_size <= 0:
         raise ValueError("batch_size must be positive")
     clock = now if now is not None else datetime.now(UTC)
     counts = dict.fromkeys(COUNT_KEYS, 0)
+    provider = provider or pacing.gate(pacing.PROVIDERS[channel])
+    provider.begin_run()
+    auth_errors: list[str] = []
 
-    def attempt(contact: Contact) -> Outcome:
+    def prepare(contact: Contact) -> _Job | None:
         try:
             prepared = build(contact)
         except Exception as error:  # a bug or bad data: account for the contact, say why
             log.exception("%s %s: could not build the request", channel, contact.contact_id)
-            return Outcome("permanent", None, f"could not build the request: {error!r}")
+            prepared = f"could not build the request: {error!r}"
         if isinstance(prepared, str):
-            return Outcome("permanent", None, prepared)
+            try:
+                ledger.dead_letter(contact.contact_id, prepared, now=now)
+                counts["dead_lettered"] += 1
+                counts["claimed"] += 1
+            except IllegalTransition as problem:  # another dispatcher settled it meanwhile
+                log.info("%s: %s", contact.contact_id, problem)
+            return None
+        return _Job(contact, prepared)
+
+    def start(job: _Job) -> _Job | None:
+        taken = ledger.start([job.contact.contact_id], now)
+        if not taken:
+            return None
+        counts["claimed"] += 1
+        return _Job(taken[0], job.request)
+
+    def call(job: _Job) -> requests.Response | requests.RequestException:
+        prepared = job.request
         try:
-            response = http.request(
+            return http.request(
                 prepared.method, prepared.url, json=prepared.body, headers=prepared.headers
             )
         except requests.RequestException as error:
-            return classify(error, contact.attempts, now=clock)
-        return classify(response, contact.attempts, now=clock)
+            return error
 
+    def record(job: _Job, answer: requests.Response | requests.RequestException) -> pacing.Judged:
+        outcome = classify(answer, job.contact.attempts, now=clock, max_backoff=max_backoff)
+        _record(ledger, job.contact, outcome, message_id, counts, now)
+        if outcome.ok:
+            return pacing.Judged("ok")
+        if outcome.status == 429:
+            wait = (outcome.retry_at - clock).total_seconds() if outcome.retry_at else 1.0
+            return pacing.Judged("rate_limited", max(wait, 1.0))
+        if outcome.is_auth_error:
+            auth_errors.append(outcome.error or "auth error")
+            return pacing.Judged("stop")
+        if outcome.kind == "retryable":
+            return pacing.Judged("failed")
+        return pacing.Judged("done")
+
+    seen: set[str] = set()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         while True:
             wanted = batch_size if limit is None else min(batch_size, limit - counts["claimed"])
             if wanted <= 0:
                 break
-            batch = ledger.claim(
+            due = ledger.due(
                 channel, wanted, clock, campaign_id=campaign_id, due_by=clock + DISPATCH_LOOKAHEAD
             )
-            if not batch:
+            fresh = [contact for contact in due if contact.contact_id not in seen]
+            if not fresh:
                 break
-            counts["claimed"] += len(batch)
-            outcomes = list(pool.map(attempt, batch))
-            auth_errors = _record(ledger, batch, outcomes, message_id, counts, now)
+            seen.update(contact.contact_id for contact in fresh)
+            jobs = [job for job in map(prepare, fresh) if job is not None]
+            stopped = pacing.send_window(
+                jobs,
+                start=start,
+                call=call,
+                record=record,
+                provider=provider,
+                pool=pool,
+                workers=workers,
+            )
             if auth_errors:
                 raise ProviderAuthError(
-                    f"{channel}: the provider refused our credentials ({auth_errors}); "
-                    f"the batch is left failed for a retry. Counts so far: {counts}"
+                    f"{channel}: the provider refused our credentials ({auth_errors[0]}); "
+                    f"nothing more is sent. Counts so far: {counts}"
                 )
+            if stopped is not None:
+                break
     log.info("%s dispatch: %s", channel, counts)
     return counts
 
 
 def _record(
     ledger: Ledger,
-    batch: Sequence[Contact],
-    outcomes: Sequence[Outcome],
+    contact: Contact,
+    outcome: Outcome,
     message_id: MessageId,
     counts: dict[str, int],
     now: datetime | None,
-) -> str | None:
-    """Write the outcomes of one batch to the ledger; returns an auth error text, if any."""
-    sent = {
-        contact.contact_id: message_id(contact, outcome)
-        for contact, outcome in zip(batch, outcomes, strict=True)
-        if outcome.ok
-    }
-    if sent:
-        try:
-            counts["sent"] += ledger.mark_sent_many(sent, now=now)
-        except IllegalTransition:  # some row left `sending` meanwhile: mark the others one by one
-            for contact_id, provider_id in sent.items():
-                try:
-                    ledger.mark_sent(contact_id, provider_id, now=now)
-                    counts["sent"] += 1
-                except IllegalTransition as problem:
-                    log.warning("could not mark %s sent: %s", contact_id, problem)
-    auth_error: str | None = None
-    for contact, outcome in zip(batch, outcomes, strict=True):
+) -> None:
+    """Write one contact's outcome to the ledger."""
+    try:
         if outcome.ok:
-            continue
+            ledger.mark_sent(contact.contact_id, message_id(contact, outcome), now=now)
+            counts["sent"] += 1
+            return
         reason = outcome.error or outcome.kind
-        try:
-            if outcome.kind == "unknown":
-                ledger.mark_unknown(contact.contact_id, reason, now=now)
-                counts["unknown"] += 1
-                continue
-            recorded = ledger.mark_failed(
-                contact.contact_id,
-                reason,
-                outcome.kind == "retryable",
-                retry_at=outcome.retry_at,
-                now=now,
-                counts_as_attempt=outcome.status != 429,  # "wait", not a failure
-            )
-        except IllegalTransition as problem:
-            log.warning("could not record the outcome of %s: %s", contact.contact_id, problem)
-            continue
-        if recorded.state is State.FAILED:
-            counts["failed"] += 1
-        else:
-            counts["dead_lettered"] += 1
-        if outcome.is_auth_error:
-            auth_error = reason
-    return auth_error
+        if outcome.kind == "unknown":
+            ledger.mark_unknown(contact.contact_id, reason, now=now)
+            counts["unknown"] += 1
+            return
+        recorded = ledger.mark_failed(
+            contact.contact_id,
+            reason,
+            outcome.kind == "retryable",
+            retry_at=outcome.retry_at,
+            now=now,
+            counts_as_attempt=outcome.status != 429,  # "wait", not a failure
+        )
+    except IllegalTransition as problem:  # the row left `sending` meanwhile (stale recovery)
+        log.warning("could not record the outcome of %s: %s", contact.contact_id, problem)
+        return
+    counts["failed" if recorded.state is State.FAILED else "dead_lettered"] += 1
 
 
 __all__ = [

@@ -36,7 +36,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestration.campaigns import Campaign, load_all
-from orchestration.dispatch import http
+from orchestration.dispatch import http, pacing
 from orchestration.dispatch.cashback import DEFAULT_TIMEZONE, trigger_payload
 from orchestration.dispatch.ledger import Contact, Ledger
 from orchestration.dispatch.states import Channel
@@ -45,6 +45,7 @@ from orchestration.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 200
+CHANNEL = Channel.IN_STORE
 ITEM_FIELDS = (
     "product_id",
     "sku",
@@ -283,7 +284,7 @@ def send_due(
     with http.session(cfg.tokens["store"]) as client:
         return http.send_rest_channel(
             ledger,
-            Channel.IN_STORE,
+            CHANNEL,
             client,
             lambda contact: offer_request(contact, base_url, campaigns),
             _offer_version,
@@ -291,6 +292,8 @@ def send_due(
             batch_size=batch_size,
             limit=limit,
             campaign_id=campaign_id,
+            max_backoff=cfg.dispatch_max_backoff_seconds,
+            provider=pacing.channel_gate(CHANNEL, cfg),
         )
 
 

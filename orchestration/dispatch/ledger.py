@@ -3,8 +3,10 @@
 The ledger is the memory that makes dispatch safe to crash and re-run. Every contact a campaign
 hands off gets a deterministic id (campaign, customer, trigger occurrence, channel: the same
 md5 as the ``contact_id`` of the warehouse's ``sync_*`` audiences) and a ``pending`` row; a
-dispatcher *claims* due rows (``pending`` -> ``sending``, compare-and-set, so two dispatchers
-never hold the same row), calls the provider, then records the outcome. Every state change
+dispatcher reads due rows, prepares their requests, and *starts* each request's rows just
+before it calls the provider (``pending`` -> ``sending``, compare-and-set, so two dispatchers
+never hold the same row): a row is ``sending`` only while its own request is in flight. Then it
+records the outcome as soon as it has it. Every state change
 appends a ``contact_events`` row in the same transaction, so the history of a contact is
 complete and auditable. The legal moves and the per-channel crash semantics are in
 :mod:`orchestration.dispatch.states`.
@@ -66,7 +68,10 @@ from orchestration.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_ATTEMPTS = 5
+# No cap on attempts by default: a contact the provider refuses for now is retried until the
+# retry horizon (settings: dispatch_retry_horizon_hours) has passed since its first refusal.
+DEFAULT_MAX_ATTEMPTS: int | None = None
+DEFAULT_RETRY_HORIZON = timedelta(hours=24)
 _CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
 _READ_ONLY = "omni_ledger_read_only"  # execution option: a read needs no write lock (SQLite)
 
@@ -93,6 +98,9 @@ contacts = Table(
     Column("state_changed_at", DateTime, nullable=False),
     Column("sent_at", DateTime),  # when the provider accepted it (the warehouse's contacted_at)
     Column("next_attempt_at", DateTime),  # a failed row is not claimed before (backoff, 429)
+    # the first refusal of the current retry episode (5xx, unreachable): the retry horizon
+    # counts from it; null when the contact never failed (or was requeued)
+    Column("retrying_since", DateTime),
     Column("is_transactional", Boolean, nullable=False, default=False),
     Column("estimated_cost_eur", Float),
     Column("payload_json", Text),  # the hand-off row's other fields, for the channel
@@ -207,6 +215,7 @@ class Contact:
     state_changed_at: datetime
     sent_at: datetime | None
     next_attempt_at: datetime | None
+    retrying_since: datetime | None
     is_transactional: bool
     estimated_cost_eur: float | None
     payload_json: str | None
@@ -332,6 +341,22 @@ def _sqlite_setup(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a ledger made by an older version lacks (``create_all`` makes
+    missing tables only): the schema grows by added columns, never by changed ones."""
+    from sqlalchemy import inspect
+
+    found = {column["name"] for column in inspect(engine).get_columns(contacts.name)}
+    missing = [column for column in contacts.columns if column.name not in found]
+    if not missing:
+        return
+    with engine.begin() as conn:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {contacts.name} ADD COLUMN {column.name} {kind}")
+            log.info("Dispatch ledger: added column contacts.%s", column.name)
+
+
 class Ledger:
     """The dispatch ledger at a SQLAlchemy URL (tables created when missing).
 
@@ -339,10 +364,17 @@ class Ledger:
     transactional: a state change and its event commit together or not at all.
     """
 
-    def __init__(self, url: str, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_attempts: int | None = DEFAULT_MAX_ATTEMPTS,
+        retry_horizon: timedelta = DEFAULT_RETRY_HORIZON,
+    ) -> None:
         parsed = make_url(url)
         self.url = url
         self.max_attempts = max_attempts
+        self.retry_horizon = retry_horizon
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
             if not parsed.database or parsed.database == ":memory:":
@@ -353,11 +385,14 @@ class Ledger:
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     @classmethod
     def from_settings(cls, cfg: Settings, **kwargs: Any) -> Ledger:
-        """The ledger of these settings (``OMNI_LEDGER_URL``, else ``OMNI_HOME/ledger.sqlite``)."""
+        """The ledger of these settings (``OMNI_LEDGER_URL``, else ``OMNI_HOME/ledger.sqlite``;
+        the retry horizon from ``dispatch_retry_horizon_hours``)."""
         url = cfg.ledger_url or f"sqlite:///{cfg.omni_home / 'ledger.sqlite'}"
+        kwargs.setdefault("retry_horizon", timedelta(hours=cfg.dispatch_retry_horizon_hours))
         return cls(url, **kwargs)
 
     def close(self) -> None:
@@ -605,29 +640,14 @@ class Ledger:
 
     # -- claiming ------------------------------------------------------------------------
 
-    def claim(
+    def _due_query(
         self,
-        channel: Channel | str,
+        channel: Channel,
         limit: int,
-        now: datetime | None = None,
-        *,
-        campaign_id: str | None = None,
-        due_by: datetime | None = None,
-    ) -> list[Contact]:
-        """Atomically move up to ``limit`` due rows of ``channel`` to ``sending``; return them.
-
-        Due: ``pending`` whose scheduled_send_at has come (or is null), and ``failed`` whose
-        next_attempt_at has come (or is null). Each claim increments ``attempts``. The update
-        is a compare-and-set on the state read (``WHERE contact_id = ? AND state = ?`` with a
-        row-count check), so a row another dispatcher took in between is skipped, never taken
-        twice. ``campaign_id`` narrows the claim to one campaign's contacts. ``due_by`` (default
-        ``now``) is the latest scheduled send time claimed: a channel that can schedule (an
-        email's ``send_at``) or date (an offer's ``valid_from``) its contact claims ahead.
-        """
-        channel = Channel(channel)
-        stamp = _now(now)
-        if limit <= 0:
-            return []
+        stamp: datetime,
+        campaign_id: str | None,
+        due_by: datetime | None,
+    ) -> Any:
         due = or_(
             and_(
                 contacts.c.state == State.PENDING.value,
@@ -646,42 +666,117 @@ class Ledger:
             .where(contacts.c.channel == channel.value, due)
             .order_by(contacts.c.scheduled_send_at, contacts.c.contact_id)
             .limit(limit)
-            .with_for_update(skip_locked=True)  # Postgres; SQLite holds the write lock instead
         )
         if campaign_id is not None:
             query = query.where(contacts.c.campaign_id == campaign_id)
+        return query
+
+    def due(
+        self,
+        channel: Channel | str,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        campaign_id: str | None = None,
+        due_by: datetime | None = None,
+    ) -> list[Contact]:
+        """Up to ``limit`` due rows of ``channel``, read only (nothing is claimed): ``pending``
+        whose scheduled_send_at has come by ``due_by`` (default ``now``; a channel that can
+        schedule claims ahead) and ``failed`` whose next_attempt_at has come. A dispatcher
+        prepares their requests, then takes each request's rows with :meth:`start`."""
+        if limit <= 0:
+            return []
+        query = self._due_query(Channel(channel), limit, _now(now), campaign_id, due_by)
+        with self._reading() as conn:
+            ids = [str(row[0]) for row in conn.execute(query)]
+            found = {contact.contact_id: contact for contact in self._select_contacts(conn, ids)}
+        return [found[contact_id] for contact_id in ids if contact_id in found]
+
+    def start(self, contact_ids: Sequence[str], now: datetime | None = None) -> list[Contact]:
+        """Move these rows to ``sending`` just before their request goes out (one request's
+        rows, one transaction); returns the rows taken, in the given order. A row is taken only
+        if it is still due (``pending``, or ``failed`` whose retry time has come): a row another
+        dispatcher took, sent or failed meanwhile, or one suppressed since, is left out. Each
+        start counts one attempt."""
+        stamp = _now(now)
         with self.engine.begin() as conn:
-            candidates = conn.execute(query).all()
-            claimed: list[str] = []
-            events: list[dict[str, Any]] = []
-            for contact_id, state in candidates:
-                result = conn.execute(
-                    update(contacts)
-                    .where(contacts.c.contact_id == contact_id, contacts.c.state == state)
-                    .values(
-                        state=State.SENDING.value,
-                        attempts=contacts.c.attempts + 1,
-                        updated_at=stamp,
-                        state_changed_at=stamp,
-                    )
+            rows = conn.execute(
+                select(contacts.c.contact_id, contacts.c.state, contacts.c.next_attempt_at)
+                .where(contacts.c.contact_id.in_(list(contact_ids)))
+                .with_for_update(skip_locked=True)  # Postgres; SQLite holds the write lock
+            ).all()
+            candidates = [
+                (str(contact_id), str(state))
+                for contact_id, state, next_attempt_at in rows
+                if state == State.PENDING.value
+                or (
+                    state == State.FAILED.value
+                    and (next_attempt_at is None or _utc(next_attempt_at) <= stamp)  # type: ignore[operator]
                 )
-                if result.rowcount != 1:
-                    continue  # taken by another dispatcher since the read
-                claimed.append(str(contact_id))
-                events.append(
-                    {
-                        "contact_id": contact_id,
-                        "from_state": state,
-                        "to_state": State.SENDING.value,
-                        "at": stamp,
-                        "detail": "claimed",
-                    }
+            ]
+            taken = self._start(conn, candidates, stamp)
+        order = {contact_id: index for index, contact_id in enumerate(contact_ids)}
+        return sorted(taken, key=lambda contact: order[contact.contact_id])
+
+    def claim(
+        self,
+        channel: Channel | str,
+        limit: int,
+        now: datetime | None = None,
+        *,
+        campaign_id: str | None = None,
+        due_by: datetime | None = None,
+    ) -> list[Contact]:
+        """Atomically move up to ``limit`` due rows of ``channel`` to ``sending``; return them
+        (:meth:`due` and :meth:`start` in one transaction, for a caller that sends every row
+        at once). Each claim increments ``attempts``. The update is a compare-and-set on the
+        state read (``WHERE contact_id = ? AND state = ?`` with a row-count check), so a row
+        another dispatcher took in between is skipped, never taken twice. ``campaign_id``
+        narrows the claim to one campaign's contacts; ``due_by`` as for :meth:`due`.
+        """
+        stamp = _now(now)
+        if limit <= 0:
+            return []
+        query = self._due_query(Channel(channel), limit, stamp, campaign_id, due_by)
+        with self.engine.begin() as conn:
+            found = conn.execute(query.with_for_update(skip_locked=True)).all()
+            candidates = [(str(contact_id), str(state)) for contact_id, state in found]
+            return self._start(conn, candidates, stamp)
+
+    def _start(
+        self, conn: Connection, candidates: Sequence[tuple[str, str]], stamp: datetime
+    ) -> list[Contact]:
+        """Compare-and-set each ``(contact_id, state read)`` to ``sending`` (attempts + 1) with
+        its event; returns the rows taken, in order."""
+        claimed: list[str] = []
+        events: list[dict[str, Any]] = []
+        for contact_id, state in candidates:
+            result = conn.execute(
+                update(contacts)
+                .where(contacts.c.contact_id == contact_id, contacts.c.state == state)
+                .values(
+                    state=State.SENDING.value,
+                    attempts=contacts.c.attempts + 1,
+                    updated_at=stamp,
+                    state_changed_at=stamp,
                 )
-            if events:
-                conn.execute(insert(contact_events), events)
-            rows = self._select_contacts(conn, claimed)
-        order = {contact_id: index for index, contact_id in enumerate(claimed)}
-        return sorted(rows, key=lambda contact: order[contact.contact_id])
+            )
+            if result.rowcount != 1:
+                continue  # taken by another dispatcher since the read
+            claimed.append(contact_id)
+            events.append(
+                {
+                    "contact_id": contact_id,
+                    "from_state": state,
+                    "to_state": State.SENDING.value,
+                    "at": stamp,
+                    "detail": "claimed",
+                }
+            )
+        if events:
+            conn.execute(insert(contact_events), events)
+        found = {contact.contact_id: contact for contact in self._select_contacts(conn, claimed)}
+        return [found[contact_id] for contact_id in claimed]
 
     # -- outcomes ------------------------------------------------------------------------
 
@@ -757,17 +852,19 @@ class Ledger:
         counts_as_attempt: bool = True,
     ) -> Contact:
         """The provider refused the attempt. Retryable (429, 5xx, a refused connection): back
-        to ``failed``, claimable again from ``retry_at`` (Retry-After, backoff), unless the
-        attempts are used up (``max_attempts``): then ``dead_lettered``. Not retryable (a 4xx):
+        to ``failed``, claimable again from ``retry_at`` (Retry-After, backoff), until the
+        retry horizon has passed since the first refusal of this episode (``retrying_since``;
+        or ``max_attempts`` are used, when set): then ``dead_lettered``. Not retryable (a 4xx):
         ``dead_lettered`` with the provider's error text.
 
         ``counts_as_attempt=False``: the provider asked to wait (a 429) or the request was never
-        made (the rest of a batch after a 429): the claim's attempt is given back, so a rate
-        limit delays a contact and never uses up its attempts.
+        made: the start's attempt is given back and the horizon does not start, so a rate limit
+        delays a contact and never uses up its retries.
 
         Only for attempts known not to have been accepted: when the outcome is unknown (a
         timeout after the request left), use :meth:`mark_unknown`.
         """
+        stamp = _now(now)
         with self.engine.begin() as conn:
             current = self._read(conn, contact_id)
             if retryable and not counts_as_attempt:
@@ -782,19 +879,29 @@ class Ledger:
                         "next_attempt_at": _utc(retry_at),
                         "attempts": max(current.attempts - 1, 0),
                     },
-                    now=_now(now),
+                    now=stamp,
                 )
-            if retryable and current.attempts < self.max_attempts:
+            since = _utc(current.retrying_since) or stamp
+            over_horizon = stamp - since >= self.retry_horizon
+            over_attempts = self.max_attempts is not None and current.attempts >= self.max_attempts
+            if retryable and not (over_horizon or over_attempts):
                 return self._apply(
                     conn,
                     current,
                     State.FAILED,
                     {State.SENDING},
                     detail=error,
-                    values={"last_error": error, "next_attempt_at": _utc(retry_at)},
-                    now=_now(now),
+                    values={
+                        "last_error": error,
+                        "next_attempt_at": _utc(retry_at),
+                        "retrying_since": since,
+                    },
+                    now=stamp,
                 )
-            reason = error if not retryable else f"{error} (gave up after {current.attempts})"
+            reason = error
+            if retryable:
+                hours = (stamp - since).total_seconds() / 3600
+                reason = f"{error} (gave up after {current.attempts} attempts over {hours:.1f} h)"
             return self._apply(
                 conn,
                 current,
@@ -802,7 +909,7 @@ class Ledger:
                 {State.SENDING},
                 detail=reason,
                 values={"last_error": reason},
-                now=_now(now),
+                now=stamp,
             )
 
     def next_retry_at(
@@ -822,7 +929,7 @@ class Ledger:
 
     def mark_unknown(self, contact_id: str, error: str, *, now: datetime | None = None) -> Contact:
         """The attempt's outcome is unknown (timeout, connection lost after sending): the row
-        waits for :meth:`reconcile`; it is never claimed again."""
+        waits for :meth:`reconcile`; it is never claimed as it is."""
         return self._transition(
             contact_id,
             State.UNKNOWN,
@@ -844,11 +951,12 @@ class Ledger:
         )
 
     def dead_letter(self, contact_id: str, reason: str, *, now: datetime | None = None) -> Contact:
-        """Give up on a contact in flight or failed (it will not be sent)."""
+        """Give up on a contact (it will not be sent): one in flight or failed, or a pending one
+        whose request cannot be made (no address, no account...)."""
         return self._transition(
             contact_id,
             State.DEAD_LETTERED,
-            {State.SENDING, State.FAILED},
+            {State.SENDING, State.FAILED, State.PENDING},
             detail=reason,
             values={"last_error": reason},
             now=_now(now),
@@ -862,8 +970,8 @@ class Ledger:
         *,
         now: datetime | None = None,
     ) -> Contact:
-        """Settle an ``unknown`` contact from the provider's records: accepted (``sent``) or
-        not (``dead_lettered``: it is not resent automatically)."""
+        """Settle an ``unknown`` contact from the provider's records: accepted (``sent``), or
+        never seen by the provider (``pending``: it is sent again, as it never left)."""
         stamp = _now(now)
         if delivered:
             values: dict[str, Any] = {"sent_at": stamp}
@@ -877,14 +985,66 @@ class Ledger:
                 values=values,
                 now=stamp,
             )
+        reason = "reconciled: not found at the provider, to be sent again"
         return self._transition(
             contact_id,
-            State.DEAD_LETTERED,
+            State.PENDING,
             {State.UNKNOWN},
-            detail="reconciled: not found at the provider",
-            values={"last_error": "reconciled: not found at the provider"},
+            detail=reason,
+            values={"last_error": reason, "next_attempt_at": None},
             now=stamp,
         )
+
+    def dead_letters(
+        self,
+        *,
+        campaign_id: str | None = None,
+        channel: Channel | str | None = None,
+        reason: str | None = None,
+    ) -> list[Contact]:
+        """The ``dead_lettered`` rows, filtered by campaign, channel and a text their reason
+        (``last_error``) contains (any case)."""
+        rows = self.list_contacts(
+            state=State.DEAD_LETTERED, channel=channel, campaign_id=campaign_id
+        )
+        if reason is None:
+            return rows
+        wanted = reason.casefold()
+        return [row for row in rows if wanted in (row.last_error or "").casefold()]
+
+    def requeue(
+        self,
+        *,
+        campaign_id: str | None = None,
+        channel: Channel | str | None = None,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """Bring dead letters back to ``pending`` (``omni dispatch retry``), filtered as
+        :meth:`dead_letters`: their retry time and retry horizon start afresh (``attempts``
+        keeps counting every attempt ever made). Returns the contact ids requeued. Safe for
+        every channel: an email is dead-lettered only when SendGrid refused it (never when its
+        outcome is unknown), and a credit or an offer is idempotent by its key."""
+        stamp = _now(now)
+        chosen = self.dead_letters(campaign_id=campaign_id, channel=channel, reason=reason)
+        requeued: list[str] = []
+        with self.engine.begin() as conn:
+            for row in chosen:
+                current = self._read(conn, row.contact_id)
+                if current.state is not State.DEAD_LETTERED:
+                    continue
+                self._apply(
+                    conn,
+                    current,
+                    State.PENDING,
+                    {State.DEAD_LETTERED},
+                    detail=f"requeued by an operator (was: {current.last_error})",
+                    values={"next_attempt_at": None, "retrying_since": None},
+                    now=stamp,
+                )
+                requeued.append(current.contact_id)
+        log.info("Dispatch ledger: %d dead letters requeued", len(requeued))
+        return requeued
 
     def recover_stale(
         self,
@@ -895,8 +1055,8 @@ class Ledger:
         """Settle rows left in ``sending`` for longer than ``older_than`` (a dispatcher that
         crashed mid-call), per :data:`~orchestration.dispatch.states.STALE_SENDING_RECOVERY`:
         email -> ``unknown`` (reconcile, never resend blindly); cashback and in-store ->
-        ``pending`` (the retry is idempotent), or ``dead_lettered`` once ``max_attempts`` are
-        used. Returns the number of rows moved per new state.
+        ``pending`` (the retry is idempotent; ``dead_lettered`` once ``max_attempts`` are used,
+        when set). Returns the number of rows moved per new state.
         """
         channel = Channel(channel)
         stamp = _now(now)
@@ -919,7 +1079,11 @@ class Ledger:
                 since = current.state_changed_at.isoformat()
                 new_state = target
                 detail = f"stale in sending since {since}: recovered as {target.value}"
-                if target is State.PENDING and current.attempts >= self.max_attempts:
+                if (
+                    target is State.PENDING
+                    and self.max_attempts is not None
+                    and current.attempts >= self.max_attempts
+                ):
                     new_state = State.DEAD_LETTERED
                     detail = f"stale in sending since {since}; gave up after {current.attempts}"
                 # back in pending it is due at once: its send time had come when it was claimed

@@ -6,7 +6,9 @@
 2. settle contacts a crashed dispatcher left in ``sending`` for longer than ``stale_after``
    (:meth:`Ledger.recover_stale`: email -> ``unknown``, cashback and in-store -> ``pending``);
 3. read SendGrid's event feed and reconcile ``unknown`` emails
-   (:func:`email_events.poll_email_events`);
+   (:func:`email_events.poll_email_events`); ask SendGrid's Email Activity about those still
+   unknown after the settle time (:func:`email_events.reconcile_with_activity`): found ->
+   ``sent``, never seen -> ``pending`` (sent again in this run);
 4. record every hand-off file of ``OMNI_HOME/outbox/**.parquet`` not recorded yet
    (:meth:`Ledger.record_handoff` is idempotent; the table ``handoff_files`` in the ledger
    database remembers the files already recorded, so a run does not re-read them all);
@@ -16,8 +18,12 @@
 8. the ledger's counts per channel and state, logged, ending with one line
    ``sent N, suppressed N, failed N, dead letters N, unknown N``.
 
-Every step is idempotent and every outcome is in the ledger before the next step, so a run
-killed anywhere is finished by the next one. Airflow runs the same steps as separate tasks:
+Every step is idempotent and every outcome is in the ledger the moment it is known, so a run
+killed anywhere is finished by the next one: every intended contact is delivered once. A
+provider that refuses everything (an outage) stops its channel for this run after a few
+requests (:mod:`.pacing`); its contacts wait, with backoff, for the next runs until the retry
+horizon (settings ``dispatch_retry_horizon_hours``). :func:`requeue` (``omni dispatch
+retry``) brings dead letters back. Airflow runs the same steps as separate tasks:
 :func:`prepare` (1-5), one mapped :func:`dispatch_channel` per channel (6), then
 :func:`summarize` (7-8).
 """
@@ -46,7 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DatabaseError
 
-from orchestration.dispatch import offer_check
+from orchestration.dispatch import offer_check, pacing
 from orchestration.dispatch.ledger import Ledger, contacts
 from orchestration.dispatch.states import Channel, State
 from orchestration.settings import Settings
@@ -172,11 +178,14 @@ def record_outbox(
 def _poll_events(ledger: Ledger, cfg: Settings, now: datetime | None) -> dict[str, Any]:
     from orchestration.dispatch import email_events
 
+    polled: dict[str, Any]
     try:
-        return dict(email_events.poll_email_events(ledger, cfg, now=now))
+        polled = dict(email_events.poll_email_events(ledger, cfg, now=now))
     except requests.RequestException as error:  # SendGrid's feed is down: reconcile next run
         log.warning("Dispatch: email events not polled (%s); unknown emails wait", error)
-        return {"error": str(error)}
+        polled = {"error": str(error)}
+    polled.update(email_events.reconcile_with_activity(ledger, cfg, now=now))
+    return polled
 
 
 def _prepare(
@@ -237,9 +246,14 @@ def _send(
     too, so a short rate limit does not leave them for the next run."""
     started = time.monotonic()
     send = sender(channel)
+    log.info("Dispatch %s: sending", channel.value)
     counts = dict(send(ledger, cfg, now=now, limit=limit, campaign_id=campaign_id))
     deadline = started + wait_for_retries.total_seconds()
+    provider = pacing.channel_gate(channel, cfg)
     while now is None and (limit is None or counts.get("claimed", 0) < limit):
+        if provider.down:
+            log.info("Dispatch %s: the provider looks down; retries wait for the next run", channel)
+            break
         retry_at = ledger.next_retry_at(channel, campaign_id=campaign_id)
         if retry_at is None:
             break
@@ -289,6 +303,7 @@ def _summarize(
     if write_sheets and Channel.IN_STORE in channels:
         from orchestration.dispatch.staff_sheets import write_staff_sheets
 
+        log.info("Dispatch: writing the staff sheets")
         try:
             sheets = [str(path) for path in write_staff_sheets(ledger, cfg)]
         except Exception as error:  # noqa: BLE001 - every send is recorded: report, then count
@@ -367,6 +382,30 @@ def dispatch(
     return {"prepare": prepared, "sent_by_channel": sent, **summary}
 
 
+def requeue(
+    cfg: Settings,
+    *,
+    campaign_id: str | None = None,
+    channel: Channel | str | None = None,
+    reason: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Bring dead letters back to ``pending`` (``omni dispatch retry``): those of a campaign, a
+    channel, and/or whose reason contains ``reason`` (any case); the next run sends them.
+    Returns ``{"dead_letters": N matching, "requeued": N, "by_reason": {reason: N}}`` (nothing
+    changes with ``dry_run``)."""
+    with Ledger.from_settings(cfg) as ledger:
+        chosen = ledger.dead_letters(campaign_id=campaign_id, channel=channel, reason=reason)
+        by_reason: dict[str, int] = {}
+        for contact in chosen:
+            text = (contact.last_error or "no reason")[:120]
+            by_reason[text] = by_reason.get(text, 0) + 1
+        requeued = 0
+        if not dry_run:
+            requeued = len(ledger.requeue(campaign_id=campaign_id, channel=channel, reason=reason))
+    return {"dead_letters": len(chosen), "requeued": requeued, "by_reason": by_reason}
+
+
 def status(cfg: Settings, *, campaign_id: str | None = None) -> list[dict[str, Any]]:
     """Ledger rows per campaign, channel and state (``omni dispatch status``)."""
     query = (
@@ -392,6 +431,7 @@ __all__ = [
     "handoff_files",
     "prepare",
     "record_outbox",
+    "requeue",
     "sender",
     "status",
     "summarize",

@@ -6,14 +6,20 @@ reader of this file) has one place to check:
 ``TRANSITIONS``
     the legal moves between states; anything else raises :class:`IllegalTransition`.
 ``STALE_SENDING_RECOVERY``
-    what a contact left in ``sending`` by a crashed dispatcher becomes, per channel. An email
-    whose send may or may not have reached SendGrid becomes ``unknown`` (reconciled from the
-    provider's events or flagged, never resent blindly: an email is never sent twice). A
-    cashback credit goes back to ``pending``: the loyalty API honours the contact id as an
-    Idempotency-Key, so a retry cannot credit twice. An in-store offer goes back to ``pending``:
-    the store API receives it as an idempotent upsert keyed by the contact id.
+    what a contact left in ``sending`` by a crashed dispatcher becomes, per channel. A contact
+    is ``sending`` only while its own request is in flight, so a crash leaves at most the
+    requests that were in flight. An email whose send may or may not have reached SendGrid
+    becomes ``unknown``: it is settled against SendGrid's records (its events, else an Email
+    Activity lookup by its ``dispatch_id``) and sent again only when SendGrid never saw it, so
+    an email is never sent twice and never lost. A cashback credit goes back to ``pending``: the
+    loyalty API honours the contact id as an Idempotency-Key, so a retry cannot credit twice. An
+    in-store offer goes back to ``pending``: the store API receives it as an idempotent upsert
+    keyed by the contact id.
 ``WAREHOUSE_STATUS``
     how a ledger state reads in the warehouse contract ``dispatch.contacts.status``.
+
+``dead_lettered`` is final for the dispatcher; only an operator brings a dead letter back
+(``omni dispatch retry``: back to ``pending``).
 """
 
 from __future__ import annotations
@@ -29,9 +35,9 @@ class State(StrEnum):
     SENDING = "sending"  # claimed by one dispatcher, the provider call is under way
     SENT = "sent"  # the provider accepted it (terminal)
     FAILED = "failed"  # the provider refused it for now (429, 5xx): retried later
-    DEAD_LETTERED = "dead_lettered"  # will not be sent: permanent error or retries exhausted
+    DEAD_LETTERED = "dead_lettered"  # will not be sent: permanent error or retry horizon passed
     SUPPRESSED = "suppressed"  # blocked before sending, with a reason (terminal)
-    UNKNOWN = "unknown"  # the outcome of an attempt is unknown: reconcile, never resend blindly
+    UNKNOWN = "unknown"  # the outcome of an attempt is unknown: settled from the provider's records
 
 
 class Channel(StrEnum):
@@ -47,27 +53,32 @@ class IllegalTransition(ValueError):
 
 
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.PENDING: frozenset({State.SENDING, State.SUPPRESSED}),
+    # PENDING -> DEAD_LETTERED: the contact's request cannot even be built (no address...).
+    State.PENDING: frozenset({State.SENDING, State.SUPPRESSED, State.DEAD_LETTERED}),
     # SENDING -> PENDING only through stale recovery of a channel whose retries are idempotent.
     State.SENDING: frozenset(
         {State.SENT, State.FAILED, State.DEAD_LETTERED, State.UNKNOWN, State.PENDING}
     ),
     State.FAILED: frozenset({State.SENDING, State.DEAD_LETTERED, State.SUPPRESSED}),
-    # UNKNOWN is left only by reconciliation (the provider says delivered or not).
-    State.UNKNOWN: frozenset({State.SENT, State.DEAD_LETTERED}),
+    # UNKNOWN is left only by reconciliation: the provider's records show the message (SENT) or
+    # prove it never arrived (PENDING: sent again).
+    State.UNKNOWN: frozenset({State.SENT, State.PENDING}),
     State.SENT: frozenset(),
-    State.DEAD_LETTERED: frozenset(),
+    # DEAD_LETTERED -> PENDING only by an operator (`omni dispatch retry`).
+    State.DEAD_LETTERED: frozenset({State.PENDING}),
     State.SUPPRESSED: frozenset(),
 }
 
 TERMINAL: frozenset[State] = frozenset(state for state, nxt in TRANSITIONS.items() if not nxt)
+# States in which the dispatcher leaves a contact for good (an operator may requeue a dead letter).
+FINAL: frozenset[State] = TERMINAL | {State.DEAD_LETTERED}
 
 # States a dispatcher may claim (move to SENDING) when they are due.
 CLAIMABLE: frozenset[State] = frozenset({State.PENDING, State.FAILED})
 
 STALE_SENDING_RECOVERY: dict[Channel, State] = {
     # SendGrid may have accepted the message before the crash: sending it again could deliver
-    # it twice. It waits in UNKNOWN for reconciliation against the provider's records/events.
+    # it twice. It waits in UNKNOWN for reconciliation against the provider's records.
     Channel.EMAIL: State.UNKNOWN,
     # The credit call carries Idempotency-Key = contact_id; the loyalty API answers a repeat
     # with the first credit, so a retry is safe and credits exactly once.
@@ -106,6 +117,7 @@ def check_transition(from_state: State | str, to_state: State | str) -> None:
 __all__ = [
     "CLAIMABLE",
     "DISPATCH_LOOKAHEAD",
+    "FINAL",
     "STALE_SENDING_RECOVERY",
     "TERMINAL",
     "TRANSITIONS",

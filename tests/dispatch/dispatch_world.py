@@ -27,7 +27,7 @@ import requests
 
 from orchestration import settings
 from orchestration.campaigns.handoff import write_handoff
-from orchestration.dispatch import contact_id_for
+from orchestration.dispatch import Ledger, State, contact_id_for
 from orchestration.sandbox import services
 from orchestration.settings import SANDBOX_TOKENS
 
@@ -261,3 +261,58 @@ def sandbox_home(
 
 def today() -> date:
     return datetime.now(UTC).date()
+
+
+def check_every_contact_delivered_once(
+    sandbox: Sandbox, ledger: Ledger, cfg: settings.Settings, customers: int
+) -> Counter[str]:
+    """What the providers hold, checked against every intended contact of ``customers``: each
+    email accepted once by SendGrid, each credit once at the loyalty API (one per member),
+    each offer once at the store API (version 1), none missing and none unintended; the ledger
+    ``sent`` for each, ``suppressed`` for the customers the offer check blocks; every offer
+    once on its store's staff sheet. Returns the ledger's states."""
+    sandbox.clear_faults()
+    intended = contact_ids(customers)
+    rows = {row.contact_id: row for row in ledger.list_contacts(campaign_id=CAMPAIGN)}
+    assert set(rows) == set(intended)  # every intent recorded, none invented
+    expected: dict[str, set[str]] = {"email": set(), "loyalty_cashback": set(), "in_store": set()}
+    for contact_id, (number, channel) in intended.items():
+        row = rows[contact_id]
+        if is_mismatch(number):
+            assert row.state is State.SUPPRESSED, (contact_id, row.state)
+            assert row.last_error and row.last_error.split(":")[0] in {
+                "price_mismatch",
+                "offer_mismatch",
+            }
+        else:
+            assert row.state is State.SENT, (contact_id, channel, row.state, row.last_error)
+            expected[channel].add(contact_id)
+
+    deliveries = sandbox.deliveries_by_dispatch_id()
+    assert set(deliveries) == expected["email"]  # none missing, none unintended
+    assert set(deliveries.values()) == {1}  # none twice
+
+    credits = sandbox.credits()
+    keys = Counter(credit["idempotency_key"] for credit in credits)
+    assert set(keys) == expected["loyalty_cashback"] and set(keys.values()) == {1}
+    assert max(Counter(credit["member_id"] for credit in credits).values()) == 1
+
+    offers = sandbox.offers()
+    offer_keys = Counter(offer["offer_key"] for offer in offers)
+    assert set(offer_keys) == expected["in_store"] and set(offer_keys.values()) == {1}
+    assert {offer["version"] for offer in offers} == {1}  # re-sent bodies changed nothing
+    assert {offer["status"] for offer in offers} == {"active"}
+
+    pages = [
+        path.read_text(encoding="utf-8")
+        for path in (cfg.omni_home / "staff_sheets").glob("*/*.html")
+        if path.name != "index.html"
+    ]
+    for contact_id in expected["in_store"]:
+        number, _ = intended[contact_id]
+        card = f"<strong>LA{10_000_000 + number}</strong>"  # how staff recognise the customer
+        assert sum(page.count(card) for page in pages) == 1, customer_id(number)
+    assert sum(page.count('<section class="customer">') for page in pages) == len(
+        expected["in_store"]
+    )
+    return Counter(row.state.value for row in rows.values())

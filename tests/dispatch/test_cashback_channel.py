@@ -211,16 +211,23 @@ def test_rate_limit_and_server_errors_fail_then_send(world: World) -> None:
     assert len(world.credits()) == 40
 
 
-def test_persistent_server_errors_give_up_after_the_attempt_limit(world: World) -> None:
+def test_an_outage_is_retried_across_runs_until_the_retry_horizon(world: World) -> None:
     world.ledger.record_intents(cashback_rows(2))
     world.faults(error_rate=1.0, error_status=500)
-    moment = NOW
-    for _ in range(world.ledger.max_attempts):
-        cashback.send_due(world.ledger, world.cfg, now=moment)
-        moment += timedelta(minutes=10)
+    horizon = world.ledger.retry_horizon
+    assert horizon == timedelta(hours=24)  # the settings' default
+    # runs during the outage, hours apart: the contacts wait, nothing is given up
+    for hours in (0, 1, 6, 23):
+        cashback.send_due(world.ledger, world.cfg, now=NOW + timedelta(hours=hours))
+        counts = world.ledger.counts(channel=Channel.LOYALTY_CASHBACK)
+        assert counts["failed"] == 2 and counts["dead_lettered"] == 0, hours
+    for contact in world.ledger.list_contacts():
+        assert contact.attempts == 4 and contact.retrying_since == NOW
+    # past the horizon since the first refusal: dead letters, with the reason and the count
+    cashback.send_due(world.ledger, world.cfg, now=NOW + horizon + timedelta(minutes=1))
     dead = world.ledger.list_contacts(state=State.DEAD_LETTERED)
     assert len(dead) == 2
-    assert all("gave up after 5" in str(contact.last_error) for contact in dead)
+    assert all("gave up after 5 attempts over 24.0 h" in str(c.last_error) for c in dead)
     world.clear_faults()
     assert world.credits() == []
 
@@ -340,6 +347,7 @@ def test_credit_amount_is_decimal_cents() -> None:
         state_changed_at=NOW,
         sent_at=None,
         next_attempt_at=None,
+        retrying_since=None,
         is_transactional=False,
     )
     percent = '{"offer_kind": "cashback_percent", "cashback_max_reward_eur": 15}'
@@ -347,3 +355,68 @@ def test_credit_amount_is_decimal_cents() -> None:
     assert cashback.credit_amount(capped) == Decimal("15.00")
     half = Contact(**base, estimated_cost_eur=2.345, payload_json=percent)  # type: ignore[arg-type]
     assert cashback.credit_amount(half) == Decimal("2.35")
+
+
+# -- sending only while in flight; a crash uses no attempt of the contacts not tried ---------
+
+
+def test_a_contact_is_sending_only_while_its_own_request_is_in_flight(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.ledger.record_intents(cashback_rows(24))
+    world.faults(latency_ms=30)
+    seen: list[tuple[str, set[str]]] = []
+    original = http._TimeoutSession.request
+
+    def watched(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        sending = {c.contact_id for c in world.ledger.list_contacts(state=State.SENDING)}
+        seen.append((kwargs["headers"]["Idempotency-Key"], sending))
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(http._TimeoutSession, "request", watched)
+    assert cashback.send_due(world.ledger, world.cfg, now=NOW)["sent"] == 24
+    assert len(seen) == 24
+    for key, sending in seen:
+        assert key in sending  # its own contact is sending while its request goes
+        assert len(sending) <= 8  # and only the requests in flight are (8 workers)
+
+
+def test_a_crash_mid_run_leaves_only_the_requests_in_flight(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.ledger.record_intents(cashback_rows(30))
+    original = http._TimeoutSession.request
+    calls = 0
+
+    class Crash(BaseException):
+        """The dispatcher dies (as on SIGKILL, nothing after it runs)."""
+
+    def dying(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 12:
+            raise Crash
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(http._TimeoutSession, "request", dying)
+    with pytest.raises(Crash):
+        cashback.send_due(world.ledger, world.cfg, now=NOW, batch_size=100)
+    counts = world.ledger.counts(channel=Channel.LOYALTY_CASHBACK)
+    assert 1 <= counts["sending"] <= 8  # the requests in flight when it died
+    assert counts["sent"] + counts["sending"] + counts["pending"] == 30
+    untried = world.ledger.list_contacts(state=State.PENDING)
+    assert untried and all(contact.attempts == 0 for contact in untried)
+    # each success was recorded as it came; the API may hold more: requests in flight
+    assert counts["sent"] <= len(world.credits()) <= counts["sent"] + counts["sending"]
+
+    monkeypatch.setattr(http._TimeoutSession, "request", original)
+    later = NOW + timedelta(minutes=15)
+    assert world.ledger.recover_stale(Channel.LOYALTY_CASHBACK, timedelta(minutes=10), later)
+    again = cashback.send_due(world.ledger, world.cfg, now=later)
+    assert again["sent"] == 30 - counts["sent"] and again["dead_lettered"] == 0
+    assert len(world.credits()) == 30
+    assert all(
+        c.attempts == 1
+        for c in world.ledger.list_contacts()
+        if c.contact_id in {u.contact_id for u in untried}
+    )

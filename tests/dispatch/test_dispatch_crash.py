@@ -1,19 +1,33 @@
-"""Kill the dispatcher at random points, run it again, lose nothing and send nothing twice.
+"""Kill the dispatcher at random points of every phase, run it again: every intended contact is
+delivered exactly once.
 
-300 intended contacts (100 customers x email, cashback credit, in-store offer; 4 customers are
-blocked by the offer check) are handed off; ``omni dispatch run --stale-after 0`` runs as a
-subprocess against the sandbox SendGrid, loyalty and store APIs (in this process, so they
-outlive the dispatcher) and is SIGKILLed at a random point (a random delay after its first log
-line, or after the offer check, when sending starts), up to ``KILLS`` times per seed; then it
-runs to the end. Afterwards:
+Per seed, customers of the shipped campaign ``abandoned_cart_nearby_store`` (an email, a
+cashback credit and an in-store offer each; every 25th customer's cart has an item priced
+differently in store, so the offer check blocks all three of their contacts) are handed off in
+waves, a new one before every run, as campaign runs would. Every sandbox API answers after
+``LATENCY_MS``. ``omni dispatch run --stale-after 0`` runs in its own process (forked from a
+server that imported it once: ``kill_harness.py``) and is SIGKILLed ``KILLS`` times per seed in
+one of the phases (prepare, email, loyalty cashback, in-store, staff sheets), taken in turn in a
+shuffled order:
 
-- no email was delivered twice (``/_sandbox/messages``: one message per dispatch_id at most),
-  no credit twice (one per Idempotency-Key and per member), one offer per key, unchanged;
-- every intended contact is accounted for: sent, suppressed with its reason, dead-lettered,
-  or flagged unknown; nothing is left pending, sending or failed;
-- the ledger agrees with the sandbox: the emails at the sandbox are exactly the ``sent`` email
-  contacts (an email accepted just before a kill is reconciled from SendGrid's events on the
-  next run), the credits and offers exactly the ``sent`` cashback and in-store contacts.
+- from outside, a random delay after the phase's first log line (a kill lands wherever the
+  process is: in a request, between a response and its ledger write, in a transaction...);
+- from inside, at an exact point: before the n-th request of the phase leaves, or after its
+  answer came and before it is recorded; after a stale recovery or a hand-off file is
+  recorded; before a staff sheet file is written.
+
+A kill counts for the phase whose log line the process wrote last. Then the dispatcher runs
+without kills until nothing is open (an unknown email waits ``SETTLE_S`` for SendGrid's Email
+Activity). What the providers hold is the truth:
+
+- SendGrid accepted exactly one message per intended email, and none other;
+- the loyalty API holds exactly one credit per intended cashback (one per member), the store
+  API exactly one offer per intended in-store contact, each at version 1 (repeats changed
+  nothing);
+- the ledger says ``sent`` for each of them, ``suppressed`` (with the reason) for the blocked
+  customers, and nothing else; the staff sheets list every offer once, on its store's page.
+
+Three seeds of ``KILLS`` kill points each: 54 in all (the issue asks for at least 50).
 """
 
 from __future__ import annotations
@@ -21,142 +35,160 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
-import threading
+import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
+import kill_harness
+import pandas as pd
 import pytest
-from dispatch_world import CAMPAIGN, Sandbox, contact_ids, hand_off, is_mismatch, sandbox_home
+from dispatch_world import (
+    CAMPAIGN,
+    check_every_contact_delivered_once,
+    handoff_rows,
+    sandbox_home,
+)
 
 from orchestration import settings
-from orchestration.dispatch import Ledger, State
+from orchestration.campaigns.handoff import write_handoff
+from orchestration.dispatch import Ledger
 
-CUSTOMERS = 100
-SEEDS = (11, 23, 37, 41, 59)
-KILLS = 3  # per seed; fewer than the ledger's 5 attempts, so a retried credit is not given up
-# Kill points: a random delay after the run's first log line (recovery, events, recording,
-# the offer check) or after the offer check's line (email, cashback, in-store, sheets take
-# about 2 s here). The first kill of a seed counts from the first log line.
-SENDING_STARTS = "Offer check: {"
-KILL_WINDOW_S = 1.5
-PREPARE_WINDOW_S = 3.0  # the first run records the hand-off and checks 300 offers first
-RUN_TIMEOUT_S = 180
-COMMAND = [sys.executable, "-m", "orchestration.cli", "dispatch", "run", "--stale-after", "0"]
-FINAL = {State.SENT, State.SUPPRESSED, State.DEAD_LETTERED, State.UNKNOWN}
-
-
-def _drain(stream: IO[str], lines: list[str], marker: str, seen: threading.Event) -> None:
-    for line in stream:
-        lines.append(line)
-        if marker in line:
-            seen.set()
-    seen.set()  # the run ended without the marker: nothing left to interrupt
-
-
-def run_dispatcher(log: Path, kill: tuple[str, float] | None) -> tuple[int, bool]:
-    """Run the dispatcher; with ``kill = (marker, seconds)`` SIGKILL it that many seconds
-    after it logs a line containing ``marker`` ("" = its first line). Returns (exit code,
-    killed)."""
-    marker, delay = kill if kill is not None else ("", 0.0)
-    with log.open("a") as out:
-        process = subprocess.Popen(
-            COMMAND, stdout=out, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
-        )
-        assert process.stderr is not None
-        lines: list[str] = []
-        seen = threading.Event()
-        reader = threading.Thread(target=_drain, args=(process.stderr, lines, marker, seen))
-        reader.start()
-        killed = False
-        try:
-            if kill is not None and seen.wait(RUN_TIMEOUT_S):
-                try:
-                    process.wait(timeout=delay)
-                except subprocess.TimeoutExpired:
-                    process.send_signal(signal.SIGKILL)
-                    killed = True
-            code = process.wait(timeout=RUN_TIMEOUT_S)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            reader.join()
-        out.write("".join(lines))
-    return code, killed
+KILLS = 18  # per seed
+WAVE = 4  # customers handed off before each run
+CUSTOMERS = WAVE * (KILLS + 2)
+SEEDS = (11, 23, 37)
+MAX_RUNS = 2 * KILLS  # per seed: runs that end in a kill, or that ended before their kill point
+LATENCY_MS = 150
+SETTLE_S = 1.0
+PHASES = ("prepare", "email", "loyalty_cashback", "in_store", "staff_sheets")
+# The log line that opens each phase (run.py), and how long after it a timed kill may come.
+MARKERS = {
+    "prepare": "",
+    "email": "Dispatch email: sending",
+    "loyalty_cashback": "Dispatch loyalty_cashback: sending",
+    "in_store": "Dispatch in_store: sending",
+    "staff_sheets": "Dispatch: writing the staff sheets",
+}
+WINDOW_S = {"prepare": 0.8, "email": 0.5, "loyalty_cashback": 0.4, "in_store": 0.4}
+RUN_TIMEOUT_S = 120
+OMNI = ["dispatch", "run", "--stale-after", "0"]
 
 
-def open_contacts(ledger: Ledger) -> int:
-    counts = ledger.counts()
-    return counts["pending"] + counts["sending"] + counts["failed"]
+@dataclass
+class Run:
+    code: int | None
+    killed: bool
+    phase: str | None  # the phase of the last phase line the process wrote (None: none yet)
+    text: str
 
 
-def check_nothing_lost_nothing_twice(sandbox: Sandbox, ledger: Ledger) -> Counter[str]:
-    intended = contact_ids(CUSTOMERS)
-    rows = {row.contact_id: row for row in ledger.list_contacts(campaign_id=CAMPAIGN)}
-    assert set(rows) == set(intended)  # every intent recorded, none invented
-    for contact_id, row in rows.items():
-        number, _channel = intended[contact_id]
-        assert row.state in FINAL, (contact_id, row.state)
-        if is_mismatch(number):
-            assert row.state is State.SUPPRESSED
-        if row.state is State.SUPPRESSED:
-            assert is_mismatch(number)
-            assert row.last_error and row.last_error.split(":")[0] in {
-                "price_mismatch",
-                "offer_mismatch",
-            }
+def last_phase(text: str) -> str | None:
+    found = "prepare" if text else None
+    for line in text.splitlines():
+        for phase, marker in MARKERS.items():
+            if marker and marker in line:
+                found = phase
+    return found
 
-    def in_state(channel: str, state: State) -> set[str]:
-        return {cid for cid, row in rows.items() if row.channel == channel and row.state is state}
 
-    deliveries = sandbox.deliveries_by_dispatch_id()
-    assert max(deliveries.values(), default=0) <= 1  # no email twice
-    assert set(deliveries) == in_state("email", State.SENT)
-    assert not set(deliveries) & in_state("email", State.UNKNOWN)
+def run_dispatcher(
+    log: Path, point: tuple[str, int, str] | None = None, timer: tuple[str, float] | None = None
+) -> Run:
+    """One dispatcher process, killed at ``point`` (from inside) or ``timer = (marker,
+    seconds)`` seconds after it logs a line containing ``marker`` ("" = its first line)."""
+    log.touch()
+    process = kill_harness.start(OMNI, log, point)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    killed = False
+    if timer is not None:
+        marker, delay = timer
+        while process.is_alive() and time.monotonic() < deadline:
+            text = log.read_text(encoding="utf-8", errors="replace")
+            if (text and marker in text) if marker else text:
+                time.sleep(delay)
+                if process.is_alive() and process.pid is not None:
+                    try:
+                        os.kill(process.pid, signal.SIGKILL)
+                        killed = True
+                    except ProcessLookupError:  # it had just finished
+                        pass
+                break
+            time.sleep(0.005)
+    process.join(max(deadline - time.monotonic(), 1.0))
+    if process.is_alive():
+        process.kill()
+        process.join()
+        raise AssertionError(f"the dispatcher did not finish: {log.read_text()[-3000:]}")
+    code = process.exitcode
+    text = log.read_text(encoding="utf-8", errors="replace")
+    killed = killed or code == -signal.SIGKILL
+    return Run(code, killed, last_phase(text), text)
 
-    credits = sandbox.credits()
-    keys = Counter(credit["idempotency_key"] for credit in credits)
-    members = Counter(credit["member_id"] for credit in credits)
-    assert max(keys.values()) == 1 and max(members.values()) == 1  # no credit twice
-    assert set(keys) == in_state("loyalty_cashback", State.SENT)
 
-    offers = sandbox.offers()
-    offer_keys = Counter(offer["offer_key"] for offer in offers)
-    assert max(offer_keys.values()) == 1
-    assert {offer["version"] for offer in offers} == {1}  # re-sent bodies changed nothing
-    assert set(offer_keys) == in_state("in_store", State.SENT)
-    return Counter(row.state.value for row in rows.values())
+def hand_off_wave(cfg: settings.Settings, wave: int) -> None:
+    """The ``wave``-th campaign run hands off ``WAVE`` more customers."""
+    first = wave * WAVE
+    rows = [
+        row
+        for row in handoff_rows(CUSTOMERS)
+        if first <= int(row["customer_id"].split("_")[1]) < first + WAVE
+    ]
+    write_handoff(cfg, CAMPAIGN, f"run_{wave:03d}", pd.DataFrame(rows))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
-def test_killed_dispatch_runs_again_and_loses_nothing(
+def test_killed_dispatch_runs_again_and_delivers_every_contact_once(
     seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(seed)
+    started = time.monotonic()
+    monkeypatch.setenv("OMNI_DISPATCH_UNKNOWN_SETTLE_SECONDS", str(SETTLE_S))
     with sandbox_home(tmp_path / "home", monkeypatch, CUSTOMERS) as (sandbox, cfg):
-        hand_off(cfg, CUSTOMERS)
-        log = tmp_path / "dispatch.log"
-        with Ledger.from_settings(settings.load()) as ledger:  # tables exist before the runs
-            kills, at_kill = 0, []
-            for _attempt in range(KILLS + 3):
-                kill = None
-                if kills < KILLS:  # mostly while sending, sometimes while preparing
-                    marker = rng.choice(["", SENDING_STARTS, SENDING_STARTS]) if kills else ""
-                    window = PREPARE_WINDOW_S if marker == "" else KILL_WINDOW_S
-                    kill = (marker, rng.uniform(0.0, window))
-                code, killed = run_dispatcher(log, kill)
-                if killed:
-                    kills += 1
-                    at_kill.append({k: v for k, v in ledger.counts().items() if v})
-                    continue
-                assert code == 0, log.read_text()[-3000:]
-                if open_contacts(ledger) == 0:
+        for service in ("sendgrid", "loyalty", "store"):
+            sandbox.faults(service, latency_ms=LATENCY_MS)
+        logs = tmp_path / "runs"
+        logs.mkdir()
+        kills: Counter[str] = Counter()
+        order: list[str] = []
+        runs = waves = 0
+        with Ledger.from_settings(cfg) as ledger:  # tables exist before the runs
+            while sum(kills.values()) < KILLS and runs < MAX_RUNS:
+                hand_off_wave(cfg, waves)
+                waves += 1
+                if not order:
+                    order = rng.sample(PHASES, len(PHASES))
+                phase = order.pop()
+                log = logs / f"{runs:03d}.log"
+                if phase == "staff_sheets" or rng.random() < 0.6:  # an exact point inside
+                    point = (phase, rng.randint(1, 3), rng.choice(["before", "after"]))
+                    run = run_dispatcher(log, point=point)
+                else:  # a random moment, from outside
+                    timer = (MARKERS[phase], rng.uniform(0.0, WINDOW_S[phase]))
+                    run = run_dispatcher(log, timer=timer)
+                runs += 1
+                if run.killed:
+                    assert run.phase is not None
+                    kills[run.phase] += 1
+                else:
+                    assert run.code == 0, run.text[-3000:]
+            while waves * WAVE < CUSTOMERS:
+                hand_off_wave(cfg, waves)
+                waves += 1
+            for _final in range(10):  # no more kills: the scheduler's next runs
+                run = run_dispatcher(logs / f"{runs:03d}.log")
+                runs += 1
+                assert run.code == 0, run.text[-3000:]
+                counts = ledger.counts()
+                if not any(counts[state] for state in ("pending", "sending", "failed", "unknown")):
                     break
-            assert open_contacts(ledger) == 0, ledger.counts()
-            outcome = check_nothing_lost_nothing_twice(sandbox, ledger)
-        print(f"seed {seed}: {kills} kills, ledger at each kill {at_kill}; final {dict(outcome)}")
-        assert kills >= 1
+                time.sleep(SETTLE_S)  # unknown emails wait for the settle time
+            outcome = check_every_contact_delivered_once(sandbox, ledger, cfg, CUSTOMERS)
+        seconds = time.monotonic() - started
+        print(
+            f"seed {seed}: {sum(kills.values())} kills {dict(kills)} in {runs} runs, "
+            f"{seconds:.0f} s; {CUSTOMERS * 3} contacts, final {dict(outcome)}"
+        )
+        assert sum(kills.values()) >= KILLS, kills
+        assert set(kills) == set(PHASES), kills  # every phase was hit

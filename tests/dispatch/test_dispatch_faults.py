@@ -99,8 +99,15 @@ def check_outcome(sandbox: Sandbox, channel: str) -> dict[str, int]:
 def test_rate_limit_429_with_retry_after(world: Sandbox, channel: str) -> None:
     service = SERVICE[channel]
     world.faults(service, rate_limit_per_second=20)
+    started = time.monotonic()
     run_rounds(channel, 20, pause_s=1.1)
-    assert status_counts(world, service)["429"] > 0  # the limit did bite
+    seconds = time.monotonic() - started
+    rejected = status_counts(world, service)["429"]
+    assert rejected > 0  # the limit did bite
+    # the gate pauses every request after a 429 and paces the rest: a few rejections per
+    # second of sending, not one per waiting request (the benchmark measures it at scale)
+    print(f"{channel}: {rejected} requests answered 429 in {seconds:.1f} s")
+    assert rejected <= 3 * seconds
     # a 429 delays a contact without using up its attempts: in the end all are sent
     assert check_outcome(world, channel) == {"sent": CUSTOMERS}
 

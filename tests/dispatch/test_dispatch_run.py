@@ -160,3 +160,28 @@ def test_cli_run_for_one_campaign_and_status(
         for channel in ("email", "in_store", "loyalty_cashback")
         for state in (State.SENT.value, State.SUPPRESSED.value)
     }
+
+
+def test_dead_letters_are_requeued_by_reason_and_sent_by_the_next_run(
+    world: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the store API refuses the offers (a 4xx): dead letters with the API's reason
+    world.faults("store", error_rate=1.0, error_status=422)
+    assert cli.main(["dispatch", "run", "--channel", "in_store"]) == 0
+    cfg = settings.load()
+    with Ledger.from_settings(cfg) as ledger:
+        assert ledger.counts(channel="in_store")["dead_lettered"] == SENDABLE
+    world.clear_faults()
+    capsys.readouterr()
+    assert cli.main(["dispatch", "retry", "--channel", "in_store", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{SENDABLE}  HTTP 422: injected fault" in listed and "would be requeued" in listed
+    assert cli.main(["dispatch", "retry", "--reason", "no such reason"]) == 0
+    assert "0 dead letters requeued" in capsys.readouterr().out
+    assert cli.main(["dispatch", "retry", "--campaign", CAMPAIGN, "--reason", "HTTP 422"]) == 0
+    assert f"{SENDABLE} dead letters requeued" in capsys.readouterr().out
+    assert cli.main(["dispatch", "run", "--channel", "in_store"]) == 0
+    with Ledger.from_settings(cfg) as ledger:
+        counts = ledger.counts(channel="in_store")
+    assert counts["sent"] == SENDABLE and counts["dead_lettered"] == 0
+    assert len(world.offers()) == SENDABLE

@@ -307,24 +307,31 @@ def test_an_injected_429_waits_for_the_reset_then_sends(email_world: EmailWorld)
     assert len(email_world.recipients()) == 3
 
 
-def test_a_rate_limit_puts_the_rest_of_the_batch_back_at_retry_after(
+def test_a_rate_limit_paces_the_requests_and_delays_only_the_rejected(
     email_world: EmailWorld,
 ) -> None:
-    email_world.add_contacts(6)
-    email_world.faults(rate_limit_per_second=0.2)  # one request per 5 s
+    ids = email_world.add_contacts(8)
+    email_world.faults(rate_limit_per_second=5)  # one request every 0.2 s, no burst
     start = datetime.now(UTC)
-    counts = send_due(email_world.ledger, email_world.cfg, now=start, workers=4)
-    assert counts == {"claimed": 6, "sent": 1, "failed": 5, "dead_lettered": 0, "unknown": 0}
-    failed = email_world.ledger.list_contacts(state=State.FAILED)
-    untried = [c for c in failed if (c.last_error or "").startswith("not attempted")]
-    # the first wave of 4 requests: one got through, three met the 429; the rest waited
-    assert len(failed) == 5 and len(untried) == 2
-    for contact in failed:
-        assert contact.next_attempt_at is not None
-        # Retry-After is whole seconds (the bucket refills in up to 5 s)
-        assert start + timedelta(seconds=1) <= contact.next_attempt_at
-        assert contact.next_attempt_at <= start + timedelta(seconds=6)
-    assert len(email_world.recipients()) == 1
+    for round_ in range(10):
+        now = start + timedelta(seconds=5 * round_)
+        counts = send_due(email_world.ledger, email_world.cfg, now=now, workers=4)
+        for contact in email_world.ledger.list_contacts(state=State.FAILED):
+            # a 429 is a wait, not a failure: no attempt used, due again at Retry-After
+            assert "SendGrid 429" in (contact.last_error or "")
+            assert contact.attempts == 0
+            assert contact.next_attempt_at is not None
+            assert now + timedelta(seconds=1) <= contact.next_attempt_at
+            assert contact.next_attempt_at <= now + timedelta(seconds=3)
+        if counts["failed"] == 0:
+            break
+    assert email_world.ledger.counts(channel="email")["sent"] == 8
+    assert sorted(r["custom_args"]["dispatch_id"] for r in email_world.recipients()) == sorted(ids)
+    stats = requests.get(f"{email_world.sendgrid}/_sandbox/stats", timeout=10).json()
+    rejected = stats["by_status"].get("429", 0)
+    # the first 429 pauses every request until Retry-After and each one slows the pace: a few
+    # rejections, not one per contact and retry (those of the first wave were in flight)
+    assert 0 < rejected <= 8
 
 
 def test_a_5xx_is_retried_with_backoff(email_world: EmailWorld) -> None:
@@ -403,3 +410,28 @@ def test_a_send_time_ahead_of_the_real_clock_is_scheduled(email_world: EmailWorl
     send_due(email_world.ledger, email_world.cfg, now=ahead)  # a simulated clock ahead
     (message,) = email_world.messages(dispatch_id=contact_id)
     assert message["recipients"][0]["send_at"] == int(ahead.timestamp())
+
+
+def test_an_email_is_sending_only_while_its_own_request_is_in_flight(
+    email_world: EmailWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.dispatch import email
+
+    ids = email_world.add_contacts(12)
+    email_world.faults(latency_ms=30)
+    seen: list[tuple[set[str], set[str]]] = []
+    original = email.send_request
+
+    def watched(client: Any, message: dict[str, Any]) -> Any:
+        mine = {p["custom_args"]["dispatch_id"] for p in message["personalizations"]}
+        sending = {c.contact_id for c in email_world.ledger.list_contacts(state=State.SENDING)}
+        seen.append((mine, sending))
+        return original(client, message)
+
+    monkeypatch.setattr(email, "send_request", watched)
+    counts = send_due(email_world.ledger, email_world.cfg, workers=3)
+    assert counts["sent"] == 12 and len(seen) == 12
+    for mine, sending in seen:
+        assert mine <= sending  # its own contacts are sending while it goes
+        assert len(sending) <= 3  # and only the requests in flight are (3 workers)
+    assert {r["custom_args"]["dispatch_id"] for r in email_world.recipients()} == set(ids)

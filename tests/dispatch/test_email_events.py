@@ -20,6 +20,7 @@ from orchestration.dispatch.email_events import (
     export_email_events,
     poll_email_events,
     provider_cursors,
+    reconcile_with_activity,
 )
 
 __all__ = ["email_world"]  # the fixture, imported for pytest
@@ -91,20 +92,59 @@ def test_an_unknown_email_is_reconciled_to_sent_from_its_events(email_world: Ema
     assert len(email_world.messages(dispatch_id=slow)) == 1
 
 
-def test_an_unknown_email_without_events_is_flagged_after_a_day(email_world: EmailWorld) -> None:
-    """A dispatcher that died mid-call leaves an unknown contact SendGrid never saw."""
+def test_an_unknown_email_sendgrid_never_saw_is_sent_again_once(email_world: EmailWorld) -> None:
+    """A dispatcher that died while its request was in flight leaves an unknown contact; here
+    SendGrid never saw it: after the settle time, its Email Activity says so, and it is sent."""
     (lost,) = email_world.add_contacts(1)
     start = datetime.now(UTC)
     (claimed,) = email_world.ledger.claim(Channel.EMAIL, 10, start)
     email_world.ledger.mark_unknown(claimed.contact_id, "crashed mid-call", now=start)
+    settle = timedelta(seconds=email_world.cfg.dispatch_unknown_settle_seconds)
 
-    soon = poll_email_events(email_world.ledger, email_world.cfg, now=start + timedelta(hours=2))
-    assert soon["still_unknown"] == 1
+    soon = reconcile_with_activity(email_world.ledger, email_world.cfg, now=start)
+    assert soon == {"activity_sent": 0, "activity_resend": 0, "activity_waiting": 1}
     assert email_world.ledger.get(lost).state is State.UNKNOWN
+    assert send_due(email_world.ledger, email_world.cfg, now=start)["claimed"] == 0
 
-    later = poll_email_events(email_world.ledger, email_world.cfg, now=start + timedelta(hours=25))
-    assert later["reconciled_dead"] == 1
-    contact = email_world.ledger.get(lost)
-    assert contact.state is State.DEAD_LETTERED
-    assert send_due(email_world.ledger, email_world.cfg)["claimed"] == 0
-    assert email_world.messages(dispatch_id=lost) == []
+    later = start + settle
+    counts = reconcile_with_activity(email_world.ledger, email_world.cfg, now=later)
+    assert counts["activity_resend"] == 1
+    assert email_world.ledger.get(lost).state is State.PENDING
+    assert send_due(email_world.ledger, email_world.cfg, now=later)["sent"] == 1
+    assert len(email_world.messages(dispatch_id=lost)) == 1
+    assert email_world.ledger.get(lost).attempts == 2  # the lost attempt and the one that went
+
+
+def test_an_unknown_email_sendgrid_accepted_is_never_sent_again(email_world: EmailWorld) -> None:
+    """No event was polled, but the Email Activity shows the message: ``sent``, not resent."""
+    (slow,) = email_world.add_contacts(1)
+    email_world.faults(latency_ms=1500)
+    assert send_due(email_world.ledger, email_world.cfg, timeout=0.5)["unknown"] == 1
+    email_world.clear_faults()
+    wait_for(lambda: len(email_world.messages(dispatch_id=slow)) == 1)
+    (message,) = email_world.messages(dispatch_id=slow)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    counts = reconcile_with_activity(email_world.ledger, email_world.cfg, now=later)
+    assert counts["activity_sent"] == 1 and counts["activity_resend"] == 0
+    contact = email_world.ledger.get(slow)
+    assert contact.state is State.SENT
+    assert contact.provider_message_id == message["message_id"]
+    assert send_due(email_world.ledger, email_world.cfg, now=later)["claimed"] == 0
+    assert len(email_world.messages(dispatch_id=slow)) == 1
+
+
+def test_an_activity_lookup_that_fails_leaves_the_email_unknown(email_world: EmailWorld) -> None:
+    (lost,) = email_world.add_contacts(1)
+    start = datetime.now(UTC)
+    (claimed,) = email_world.ledger.claim(Channel.EMAIL, 10, start)
+    email_world.ledger.mark_unknown(claimed.contact_id, "crashed mid-call", now=start)
+    email_world.faults(error_rate=1.0, error_status=503)
+    later = start + timedelta(days=2)
+    counts = reconcile_with_activity(email_world.ledger, email_world.cfg, now=later)
+    assert counts == {"activity_sent": 0, "activity_resend": 0, "activity_waiting": 1}
+    assert email_world.ledger.get(lost).state is State.UNKNOWN  # never resent blindly
+    email_world.clear_faults()
+    assert (
+        reconcile_with_activity(email_world.ledger, email_world.cfg, now=later)["activity_resend"]
+        == 1
+    )

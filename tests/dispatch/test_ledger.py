@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import sqlite3
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -318,7 +319,7 @@ OPERATIONS: dict[str, tuple[set[State], Any]] = {
     "mark_unknown": ({State.SENDING}, lambda ledger, cid: ledger.mark_unknown(cid, "timeout")),
     "suppress": ({State.PENDING, State.FAILED}, lambda ledger, cid: ledger.suppress(cid, "r")),
     "dead_letter": (
-        {State.SENDING, State.FAILED},
+        {State.SENDING, State.FAILED, State.PENDING},
         lambda ledger, cid: ledger.dead_letter(cid, "r"),
     ),
     "reconcile": ({State.UNKNOWN}, lambda ledger, cid: ledger.reconcile(cid, True, "m")),
@@ -354,9 +355,11 @@ def test_transitions_legal_and_illegal(ledger: Ledger, operation: str) -> None:
 
 def test_terminal_states_have_no_exit() -> None:
     assert TRANSITIONS[State.SENT] == TRANSITIONS[State.SUPPRESSED] == frozenset()
-    assert TRANSITIONS[State.DEAD_LETTERED] == frozenset()
-    assert State.PENDING not in TRANSITIONS[State.UNKNOWN]  # an unknown email is never resent
+    # only an operator brings a dead letter back (omni dispatch retry), to pending
+    assert TRANSITIONS[State.DEAD_LETTERED] == frozenset({State.PENDING})
+    # an unknown email is never claimed as it is: reconciliation settles it first
     assert State.SENDING not in TRANSITIONS[State.UNKNOWN]
+    assert TRANSITIONS[State.UNKNOWN] == frozenset({State.SENT, State.PENDING})
 
 
 def test_failed_is_retried_after_its_time_then_dead_lettered(tmp_path: Path) -> None:
@@ -399,6 +402,84 @@ def test_a_rate_limit_delays_without_using_up_attempts(tmp_path: Path) -> None:
         (first, _) = ledger.claim("email", 5, now=NOW + timedelta(hours=1))
         assert ledger.mark_failed(first.contact_id, "HTTP 503", True).attempts == 1
         assert_audit_complete(ledger)
+
+
+def test_due_reads_and_start_takes_only_what_is_still_due(ledger: Ledger) -> None:
+    ledger.record_intents(intents(4), now=NOW)
+    due = ledger.due("email", 10, now=NOW)
+    assert len(due) == 4 and {row.state for row in due} == {State.PENDING}
+    assert ledger.counts()["sending"] == 0  # reading claims nothing: a crash loses nothing
+    first, second, third, fourth = (row.contact_id for row in due)
+    (taken,) = ledger.start([first], now=NOW)
+    assert taken.state is State.SENDING and taken.attempts == 1
+    assert ledger.start([first], now=NOW) == []  # in flight: not taken twice
+    ledger.mark_failed(first, "503", True, retry_at=NOW + timedelta(minutes=5), now=NOW)
+    assert ledger.start([first], now=NOW + timedelta(minutes=4)) == []  # not before its time
+    ledger.suppress(second, "offer mismatch")
+    # one request's rows together: only those still due are taken, in the order given
+    started = ledger.start([fourth, second, third, first], now=NOW + timedelta(minutes=5))
+    assert [row.contact_id for row in started] == [fourth, third, first]
+    assert [row.attempts for row in started] == [1, 1, 2]
+    assert ledger.due("email", 10, now=NOW + timedelta(days=1)) == []
+    assert_audit_complete(ledger)
+
+
+def test_retryable_failures_wait_until_the_retry_horizon(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger(url, retry_horizon=timedelta(hours=2)) as ledger:
+        ledger.record_intents(intents(1), now=NOW)
+        moment = NOW
+        for _ in range(12):  # many refusals within the horizon: still retried
+            (row,) = ledger.claim("email", 5, now=moment)
+            failed = ledger.mark_failed(row.contact_id, "HTTP 503", True, now=moment)
+            assert failed.state is State.FAILED and failed.retrying_since == NOW
+            moment += timedelta(minutes=10)
+        (row,) = ledger.claim("email", 5, now=NOW + timedelta(hours=2))
+        given_up = ledger.mark_failed(
+            row.contact_id, "HTTP 503", True, now=NOW + timedelta(hours=2)
+        )
+        assert given_up.state is State.DEAD_LETTERED
+        assert given_up.last_error == "HTTP 503 (gave up after 13 attempts over 2.0 h)"
+        assert_audit_complete(ledger)
+
+
+def test_requeue_brings_dead_letters_back_by_campaign_channel_and_reason(ledger: Ledger) -> None:
+    ledger.record_intents(intents(3) + intents(2, campaign="cmp_b", start=10), now=NOW)
+    ledger.record_intents(intents(1, channel="in_store", start=20), now=NOW)
+    reasons = ["HTTP 503 (gave up after 9 attempts over 24.0 h)", "HTTP 400: bad address"]
+    for row in ledger.list_contacts():  # customers 0, 2, 10, 20: gave up; 1, 11: refused
+        ledger.start([row.contact_id], now=NOW)
+        reason = reasons[int(row.customer_id[-1]) % 2]
+        ledger.mark_failed(row.contact_id, reason, False, now=NOW)
+    assert ledger.counts()["dead_lettered"] == 6
+    assert len(ledger.dead_letters(reason="GAVE UP")) == 4
+    assert len(ledger.dead_letters(campaign_id="cmp_b", channel="email")) == 2
+    requeued = ledger.requeue(campaign_id="cmp_a", channel="email", reason="gave up", now=NOW)
+    assert len(requeued) == 2
+    for contact_id in requeued:
+        row = ledger.get(contact_id)
+        assert row.state is State.PENDING and row.attempts == 1  # history is kept
+        assert row.retrying_since is None and row.next_attempt_at is None
+        assert "requeued by an operator (was: HTTP 503" in (
+            ledger.events(contact_id)[-1].detail or ""
+        )
+    assert ledger.counts()["dead_lettered"] == 4
+    assert {row.contact_id for row in ledger.due("email", 10, now=NOW)} == set(requeued)
+    assert ledger.requeue(campaign_id="cmp_a", channel="email", reason="gave up") == []
+    assert len(ledger.requeue()) == 4
+    assert_audit_complete(ledger)
+
+
+def test_a_ledger_from_before_a_new_column_gets_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with Ledger(f"sqlite:///{path}") as ledger:
+        ledger.record_intents(intents(1), now=NOW)
+    with sqlite3.connect(path) as con:  # the ledger as an older version made it
+        con.execute("ALTER TABLE contacts DROP COLUMN retrying_since")
+    with Ledger(f"sqlite:///{path}") as ledger:
+        (row,) = ledger.claim("email", 1, now=NOW)
+        failed = ledger.mark_failed(row.contact_id, "HTTP 503", True, now=NOW)
+        assert failed.retrying_since == NOW
 
 
 # -- crash recovery and reconciliation -------------------------------------------------------
@@ -444,7 +525,10 @@ def test_reconcile_settles_unknown_contacts(ledger: Ledger) -> None:
     assert delivered.state is State.SENT and delivered.provider_message_id == "sg-1"
     assert delivered.sent_at is not None
     lost = ledger.reconcile(second.contact_id, delivered=False)
-    assert lost.state is State.DEAD_LETTERED and lost.sent_at is None
+    # the provider never saw it: pending again, so the next run sends it (once)
+    assert lost.state is State.PENDING and lost.sent_at is None
+    (resent,) = ledger.claim("email", 3, now=NOW)
+    assert resent.contact_id == second.contact_id and resent.attempts == 2
     with pytest.raises(IllegalTransition):  # only unknown contacts are reconciled
         ledger.reconcile(third.contact_id, delivered=True)
     with pytest.raises(IllegalTransition):  # a reconciled contact is settled for good

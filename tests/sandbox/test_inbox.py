@@ -69,3 +69,23 @@ def test_an_empty_journal_gives_an_empty_inbox(
     monkeypatch.setenv("OMNI_HOME", str(tmp_path))
     index = write_inbox(settings.load())
     assert "0 emails accepted" in index.read_text()
+
+
+def test_the_inbox_command_writes_the_pages(
+    sendgrid: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestration import cli
+
+    body = {
+        "from": {"email": "hola@omni.example"},
+        "subject": "Hola",
+        "content": [{"type": "text/html", "value": "<p>Hola</p>"}],
+        "personalizations": [{"to": [{"email": "ana@example.com"}]}],
+    }
+    answer = requests.post(f"{sendgrid}/v3/mail/send", json=body, headers=HEADERS, timeout=10)
+    assert answer.status_code == 202
+    assert cli.main(["sandbox", "inbox"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("file://") and printed.endswith("inbox/index.html")
+    index = Path(printed.removeprefix("file://"))
+    assert "ana@example.com" in index.read_text(encoding="utf-8")

@@ -90,21 +90,61 @@ def test_balances_split_by_validity_and_expiry(loyalty: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "field"),
     [
-        {**BODY, "amount_eur": 0},
-        {**BODY, "amount_eur": "1.234"},
-        {**BODY, "amount_eur": None},
-        {**BODY, "valid_in": "online_only"},
-        {**BODY, "offer_id": ""},
-        {**BODY, "expires_at": "soon"},
+        ({**BODY, "amount_eur": 0}, "amount_eur"),
+        ({**BODY, "amount_eur": 500.01}, "amount_eur"),
+        ({**BODY, "amount_eur": "1.234"}, "amount_eur"),
+        ({**BODY, "amount_eur": None}, "amount_eur"),
+        ({**BODY, "amount_eur": True}, "amount_eur"),
+        ({**BODY, "amount_eur": "NaN"}, "amount_eur"),
+        ({**BODY, "valid_in": "online_only"}, "valid_in"),
+        ({**BODY, "offer_id": ""}, "offer_id"),
+        ({**BODY, "offer_id": "o" * 201}, "offer_id"),
+        ({**BODY, "offer_id": 7}, "offer_id"),
+        ({**BODY, "expires_at": "soon"}, "expires_at"),
+        ({**BODY, "expires_at": "2099-12-31T23:59:59"}, "expires_at"),  # no offset: ambiguous
+        ({**BODY, "expires_at": None}, "expires_at"),
+        ({**BODY, "currency": "EUR"}, "currency"),  # not a field of the contract
     ],
 )
-def test_bad_credits_are_400(loyalty: str, body: dict[str, Any]) -> None:
+def test_bad_credits_are_400_naming_the_field(
+    loyalty: str, body: dict[str, Any], field: str
+) -> None:
     answer = credit(loyalty, "bad", body)
     assert answer.status_code == 400
-    assert answer.json()["error"]["code"] == "invalid_request"
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_request" and error["field"] == field and error["message"]
     assert credit(loyalty, "bad").status_code == 201  # a refused request does not burn a key
+
+
+def test_what_is_at_a_limit_is_credited(loyalty: str) -> None:
+    assert credit(loyalty, "max", {**BODY, "amount_eur": "500.00"}).status_code == 201
+    assert credit(loyalty, "cent", {**BODY, "amount_eur": 0.01}).status_code == 201
+    offset = {**BODY, "expires_at": "2099-12-31T23:59:59+0100"}  # Graph-style offset
+    assert credit(loyalty, "offset", offset).status_code == 201
+    assert credit(loyalty, "k" * 255).status_code == 201
+
+
+def test_the_key_and_the_body_type_are_checked(loyalty: str) -> None:
+    for key in ("with space", "k" * 256, "clé"):
+        answer = requests.post(
+            f"{loyalty}/v1/members/{MEMBER}/credits",
+            json=BODY,
+            headers={**HEADERS, "Idempotency-Key": key},
+            timeout=10,
+        )
+        assert answer.status_code == 400, key
+        assert answer.json()["error"]["field"] == "Idempotency-Key"
+    form = requests.post(
+        f"{loyalty}/v1/members/{MEMBER}/credits",
+        data={"amount_eur": "5"},
+        headers={**HEADERS, "Idempotency-Key": "form"},
+        timeout=10,
+    )
+    assert form.status_code == 415
+    assert form.json()["error"]["code"] == "unsupported_media_type"
+    assert balance(loyalty)["credits"] == 0
 
 
 def test_missing_key_and_unknown_members(loyalty: str) -> None:

@@ -32,6 +32,7 @@ HEADERS = {"Authorization": f"Bearer {KEY}"}
 @pytest.fixture
 def sendgrid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("OMNI_HOME", str(tmp_path))
+    monkeypatch.setenv("OMNI_SENDGRID_ASM_GROUP_ID", "42")  # the account's unsubscribe group
     with services.running(tmp_path / "world", names=("sendgrid",)) as urls:
         yield urls["sendgrid"]
 
@@ -150,6 +151,8 @@ def test_events_are_seeded_and_cover_every_kind(sendgrid: str) -> None:
         ({"content": None}, "content"),
         ({"send_at": "tomorrow"}, "send_at"),
         ({"asm": {"group_id": "unsub"}}, "asm.group_id"),
+        ({"asm": {"group_id": 41}}, "asm.group_id"),  # not one of the account's groups
+        ({"categories": ["omni", "win_back", "win_back"]}, "categories"),
     ],
 )
 def test_invalid_payloads_get_sendgrid_style_400(
@@ -221,3 +224,93 @@ def test_sendgrid_sandbox_mode_validates_but_keeps_nothing(sendgrid: str) -> Non
     assert post(sendgrid, body).status_code == 200
     assert post(sendgrid, {**body, "from": {}}).status_code == 400
     assert requests.get(f"{sendgrid}/_sandbox/messages").json()["count"] == 0
+
+
+def test_every_request_body_is_remembered_with_its_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMNI_HOME", str(tmp_path))
+    world_dir = tmp_path / "world"  # the configured world: journals in OMNI_HOME/sandbox
+    with services.running(world_dir, names=("sendgrid",)) as urls:
+        base = urls["sendgrid"]
+        assert post(base, payload()).status_code == 202
+        assert post(base, payload(subject=None)).status_code == 400
+        broken = requests.post(
+            f"{base}/v3/mail/send", data=b"{not json", headers=HEADERS, timeout=10
+        )
+        assert broken.status_code == 400
+        assert post(base, payload(), headers={}).status_code == 401  # never reached the handler
+        received = requests.get(f"{base}/_sandbox/requests", timeout=10).json()
+    assert received["count"] == 3
+    assert [item["status"] for item in received["requests"]] == [202, 400, 400]
+    assert received["requests"][0]["body"] == payload()
+    assert received["requests"][2]["body"] == "{not json"
+    with services.running(world_dir, names=("sendgrid",)) as urls:  # kept across a restart
+        again = requests.get(f"{urls['sendgrid']}/_sandbox/requests", timeout=10).json()
+        assert again["count"] == 3
+        requests.delete(f"{urls['sendgrid']}/_sandbox/state", timeout=10).raise_for_status()
+        assert requests.get(f"{urls['sendgrid']}/_sandbox/requests").json()["count"] == 0
+
+
+def activity(base: str, query: str, **params: Any) -> requests.Response:
+    return requests.get(
+        f"{base}/v3/messages",
+        params={"query": query, **params},
+        headers=HEADERS,
+        timeout=10,
+    )
+
+
+def test_email_activity_finds_a_message_by_its_custom_arg(sendgrid: str) -> None:
+    people = [
+        {"to": [{"email": f"p{n}@example.com"}], "custom_args": {"dispatch_id": f"a-{n}"}}
+        for n in range(3)
+    ]
+    assert post(sendgrid, payload(personalizations=people)).status_code == 202
+    found = activity(sendgrid, "unique_args['dispatch_id']=\"a-1\"")
+    assert found.status_code == 200
+    (message,) = found.json()["messages"]
+    assert message["to_email"] == "p1@example.com"
+    assert message["from_email"] == "shop@example.com"
+    assert message["subject"] == "Your cart misses you"
+    assert message["status"] in {"processed", "delivered"}  # as its events have happened
+    assert set(message) == {
+        "from_email", "msg_id", "subject", "to_email", "status", "opens_count",
+        "clicks_count", "last_event_time",
+    }  # fmt: skip
+    stored = requests.get(f"{sendgrid}/_sandbox/messages", params={"dispatch_id": "a-1"}).json()
+    assert message["msg_id"].split(".")[0] == stored["messages"][0]["message_id"]
+    assert activity(sendgrid, "unique_args['dispatch_id']=\"nobody\"").json()["messages"] == []
+    both = activity(
+        sendgrid, "unique_args['dispatch_id']=\"a-0\" OR unique_args['dispatch_id']=\"a-2\""
+    ).json()["messages"]
+    assert sorted(item["to_email"] for item in both) == ["p0@example.com", "p2@example.com"]
+    narrowed = activity(sendgrid, 'to_email="p2@example.com" AND status!="not_delivered"')
+    assert [item["to_email"] for item in narrowed.json()["messages"]] == ["p2@example.com"]
+    assert len(activity(sendgrid, "", limit=2).json()["messages"]) == 2
+    time.sleep(2.1)  # the first delivered events (1-31 s after acceptance) have happened
+    statuses = {item["status"] for item in activity(sendgrid, "", limit=10).json()["messages"]}
+    assert statuses <= {"processed", "delivered", "not_delivered"}
+
+
+@pytest.mark.parametrize(
+    ("query", "params"),
+    [
+        ('bad_field="x"', {}),
+        ("to_email=x", {}),
+        ('to_email="a" AND subject="b" OR status="c"', {}),
+        ("", {"limit": 0}),
+        ("", {"limit": 1001}),
+    ],
+)
+def test_email_activity_refuses_what_it_cannot_read(
+    sendgrid: str, query: str, params: dict[str, Any]
+) -> None:
+    answer = activity(sendgrid, query, **params)
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["message"]
+
+
+def test_email_activity_needs_the_key(sendgrid: str) -> None:
+    answer = requests.get(f"{sendgrid}/v3/messages", params={"query": ""}, timeout=10)
+    assert answer.status_code == 401

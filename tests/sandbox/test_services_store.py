@@ -82,18 +82,63 @@ def test_delete_withdraws_and_put_restores(store: str) -> None:
     assert len(listed(store, "L0001")) == 1
 
 
+ITEM = OFFER["items"][0]
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "field"),
     [
-        {**OFFER, "code": ""},
-        {**OFFER, "items": "lamp"},
-        {**OFFER, "valid_until": "next week"},
-        {**OFFER, "customer_id": None},
-        {**OFFER, "discount": 5},
+        ({**OFFER, "code": ""}, "code"),
+        ({**OFFER, "code": "C" * 201}, "code"),
+        ({**OFFER, "offer_id": 5}, "offer_id"),
+        ({**OFFER, "customer_id": None}, "customer_id"),
+        ({**OFFER, "customer_id": True}, "customer_id"),
+        ({**OFFER, "discount": 5}, "discount"),
+        ({**OFFER, "conditions": 5}, "conditions"),
+        ({**OFFER, "conditions": "x" * 2001}, "conditions"),
+        ({**OFFER, "conditions": {"text": "x" * 10_001}}, "conditions"),
+        ({**OFFER, "items": "lamp"}, "items"),
+        ({**OFFER, "items": [ITEM] * 101}, "items"),
+        ({**OFFER, "items": ["lamp"]}, "items.0"),
+        ({**OFFER, "items": [{"title": "no id"}]}, "items.0"),
+        ({**OFFER, "items": [{**ITEM, "quantity": 0}]}, "items.0.quantity"),
+        ({**OFFER, "items": [{**ITEM, "quantity": 1.5}]}, "items.0.quantity"),
+        ({**OFFER, "items": [{**ITEM, "price": -1}]}, "items.0.price"),
+        ({**OFFER, "items": [{**ITEM, "unit_price": "39.90"}]}, "items.0.unit_price"),
+        ({**OFFER, "items": [{**ITEM, "title": 7}]}, "items.0.title"),
+        ({**OFFER, "items": [{**ITEM, "discount": 1}]}, "items.0.discount"),
+        ({**OFFER, "valid_until": "next week"}, "valid_until"),
+        ({**OFFER, "valid_until": None}, "valid_until"),
+        ({**OFFER, "valid_from": "2026-11-04"}, "valid_from"),  # after valid_until
     ],
 )
-def test_bad_offers_are_400(store: str, body: dict[str, Any]) -> None:
-    assert put(store, "L0001", "bad", body).status_code == 400
+def test_bad_offers_are_400_naming_the_field(store: str, body: dict[str, Any], field: str) -> None:
+    answer = put(store, "L0001", "bad", body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["status"] == 400 and error["field"] == field and error["message"]
+    assert listed(store, "L0001") == []
+
+
+def test_what_is_at_a_limit_is_accepted(store: str) -> None:
+    item = {**ITEM, "quantity": 1000, "unit_price": 0, "colour": "azul", "size": "M"}
+    biggest = {
+        **OFFER,
+        "customer_id": 7,
+        "code": "C" * 200,
+        "conditions": {"text": "x" * 9_000, "recognise": {"first_name": "Lucía"}},
+        "items": [item] * 100,
+        "valid_from": "2026-11-03",
+    }
+    assert put(store, "L0001", "big", biggest).status_code == 201
+    assert put(store, "L0001", "bare", {**OFFER, "items": [{"sku": "S"}]}).status_code == 201
+
+
+def test_a_body_that_is_not_json_is_415(store: str) -> None:
+    answer = requests.put(
+        f"{store}/v1/stores/L0001/offers/form", data={"code": "x"}, headers=HEADERS, timeout=10
+    )
+    assert answer.status_code == 415
     assert listed(store, "L0001") == []
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +77,15 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
 def raw_json_response(status: int, text: str, headers: dict[str, str] | None = None) -> Response:
     """A response whose JSON text was assembled from pre-rendered documents."""
     return Response(status, text.encode(), headers or {})
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    """The JSON object body of a write API request (415 unless its ``Content-Type`` is
+    ``application/json``)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(415, "the body must be JSON (Content-Type: application/json)")
+    return request.json()
 
 
 class ApiError(Exception):
@@ -186,7 +196,7 @@ class Service:
                     return self.error(injected, "injected fault")
             return route.handler(request)
         except BadRequest as error:
-            return self.error(400, str(error))
+            return self.bad_request(error)
         except ApiError as error:
             return self.error(error.status, error.message, error.headers)
         except Exception:  # a bug in a handler: answer like a real API would, and log it
@@ -207,6 +217,10 @@ class Service:
 
     def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         return json_response(status, self.error_payload(status, message), headers)
+
+    def bad_request(self, error: BadRequest) -> Response:
+        """The 400 of a rejected request (a service whose errors name the field overrides it)."""
+        return self.error(400, str(error))
 
     # -- helpers for subclasses ---------------------------------------------------------------
     def render(self, resource: str, rows: Sequence[Row]) -> str:
@@ -325,3 +339,12 @@ class SandboxServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://{self.server_address[0]!s}:{self.server_address[1]}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away before its answer (a timeout, a killed dispatcher) is not
+        the service's error: say it in one line instead of a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.info("%s: client %s went away: %s", self.service.name, client_address, error)
+            return
+        super().handle_error(request, client_address)

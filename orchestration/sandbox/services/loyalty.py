@@ -7,6 +7,10 @@ world, else any id matching ``MEMBER_PATTERN``. ``POST /v1/members/{id}/credits`
 same member and body answers the original credit (200) and never credits again; the same key
 with anything else is refused (422). Check and insert happen under one lock, so concurrent
 retries of one key credit once. Credits are kept in memory plus ``loyalty_credits.jsonl``.
+
+The request contract (``docs/sandbox-api.md``) is enforced field by field: a JSON body
+(``Content-Type: application/json``, else 415), only the known fields, each of its type and
+range; a 400 names the field: ``{"error": {"code", "message", "field"}}``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from orchestration.sandbox.services.base import (
     Response,
     Route,
     Service,
+    json_body,
     json_response,
 )
 from orchestration.sandbox.services.journal import Journal, state_dir_for
 from orchestration.sandbox.services.paging import (
     BadRequest,
+    FieldError,
     parse_limit,
     parse_timestamp,
     parse_unix_or_iso,
@@ -38,13 +44,18 @@ from orchestration.sandbox.services.paging import (
 from orchestration.sandbox.services.world_db import World
 
 MEMBER_PATTERN = re.compile(r"LA\d{8}")
+OFFSET = re.compile(r"(?:[Zz]|[+-]\d{2}:?\d{2})$")
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 VALID_IN = ("store_only", "everywhere")
+CREDIT_FIELDS = ("amount_eur", "offer_id", "valid_in", "expires_at")
 MAX_CREDIT_EUR = Decimal("500")
+MAX_OFFER_ID = 200
 CODES = {
     400: "invalid_request",
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    415: "unsupported_media_type",
     422: "idempotency_key_reused",
     429: "rate_limited",
 }
@@ -70,30 +81,62 @@ def world_members(world: World) -> dict[str, str] | None:
 
 
 def parse_credit(body: dict[str, Any]) -> dict[str, Any]:
-    """The normalised credit request (400 on a bad field); equal requests normalise equal."""
+    """The normalised credit request (400 naming the field on a bad one); equal requests
+    normalise equal. The contract: only ``amount_eur`` (a number or a decimal string, more
+    than 0, at most 500, at most 2 decimals), ``offer_id`` (a string of 1-200 characters),
+    ``valid_in`` (``store_only`` or ``everywhere``) and ``expires_at`` (ISO 8601 with an
+    offset), all required."""
+    unknown = sorted(set(body) - set(CREDIT_FIELDS))
+    if unknown:
+        raise FieldError(unknown[0], f"unknown fields {unknown}; known: {list(CREDIT_FIELDS)}")
+    raw = body.get("amount_eur")
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise FieldError("amount_eur", "amount_eur must be a number or a decimal string")
     try:
-        amount = Decimal(str(body.get("amount_eur")))
+        amount = Decimal(str(raw).strip())
     except InvalidOperation as error:
-        raise BadRequest("amount_eur must be a number") from error
+        raise FieldError("amount_eur", "amount_eur must be a number") from error
     if not amount.is_finite() or amount <= 0 or amount > MAX_CREDIT_EUR:
-        raise BadRequest(f"amount_eur must be more than 0 and at most {MAX_CREDIT_EUR}")
+        raise FieldError(
+            "amount_eur", f"amount_eur must be more than 0 and at most {MAX_CREDIT_EUR}"
+        )
     if amount != amount.quantize(Decimal("0.01")):
-        raise BadRequest("amount_eur must have at most 2 decimals")
+        raise FieldError("amount_eur", "amount_eur must have at most 2 decimals")
     offer_id = body.get("offer_id")
-    if not isinstance(offer_id, str) or not offer_id.strip():
-        raise BadRequest("offer_id must be a non-empty string")
+    if not isinstance(offer_id, str) or not offer_id.strip() or len(offer_id) > MAX_OFFER_ID:
+        raise FieldError("offer_id", f"offer_id must be a string of 1-{MAX_OFFER_ID} characters")
     valid_in = body.get("valid_in")
     if valid_in not in VALID_IN:
-        raise BadRequest(f"valid_in must be one of {list(VALID_IN)}")
+        raise FieldError("valid_in", f"valid_in must be one of {list(VALID_IN)}")
     expires = body.get("expires_at")
-    if not isinstance(expires, str):
-        raise BadRequest("expires_at must be an ISO 8601 timestamp")
+    if not isinstance(expires, str) or not _has_offset(expires):
+        raise FieldError("expires_at", "expires_at must be an ISO 8601 timestamp with an offset")
+    try:
+        expires_at = parse_timestamp(expires, "expires_at")
+    except BadRequest as error:
+        raise FieldError("expires_at", str(error)) from error
     return {
         "amount_eur": f"{amount.quantize(Decimal('0.01'))}",
         "offer_id": offer_id,
         "valid_in": valid_in,
-        "expires_at": _iso(parse_timestamp(expires, "expires_at")),
+        "expires_at": _iso(expires_at),
     }
+
+
+def _has_offset(text: str) -> bool:
+    """True when an ISO 8601 timestamp names its offset (``Z``, ``+01:00``, ``+0100``)."""
+    return "T" in text and OFFSET.search(text.strip()) is not None
+
+
+def idempotency_key(request: Request) -> str:
+    key = request.headers.get("idempotency-key", "")
+    if not key:
+        raise FieldError("Idempotency-Key", "the Idempotency-Key header is required")
+    if not KEY_PATTERN.fullmatch(key):
+        raise FieldError(
+            "Idempotency-Key", "the Idempotency-Key must be 1-255 printable ASCII characters"
+        )
+    return key
 
 
 class LoyaltyService(Service):
@@ -120,9 +163,13 @@ class LoyaltyService(Service):
             Route("DELETE", r"/_sandbox/state", self._clear, api=False),
         ]
 
-    def error_payload(self, status: int, message: str) -> Any:
+    def error_payload(self, status: int, message: str, field: str | None = None) -> Any:
         code = CODES.get(status, "server_error" if status >= 500 else "error")
-        return {"error": {"code": code, "message": message}}
+        return {"error": {"code": code, "message": message, "field": field}}
+
+    def bad_request(self, error: BadRequest) -> Response:
+        field = error.field if isinstance(error, FieldError) else None
+        return json_response(400, self.error_payload(400, str(error), field))
 
     def _reload(self, request: Request) -> Response:
         self.members = world_members(self.world)
@@ -146,10 +193,8 @@ class LoyaltyService(Service):
 
     def _credit(self, request: Request) -> Response:
         member = self._member_id(request)
-        key = request.headers.get("idempotency-key", "").strip()
-        if not key:
-            raise BadRequest("the Idempotency-Key header is required")
-        fingerprint = {"member_id": member, **parse_credit(request.json())}
+        key = idempotency_key(request)
+        fingerprint = {"member_id": member, **parse_credit(json_body(request))}
         with self._lock:
             original = self.by_key.get(key)
             if original is not None:

@@ -22,6 +22,14 @@ class BadRequest(ValueError):
     """A request parameter the API rejects with 400 (the message is shown to the client)."""
 
 
+class FieldError(BadRequest):
+    """A 400 about one field of the request (the write APIs name it in their error body)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Key:
     """The position of one row in ``(updated_at, id)`` order; ``updated_at`` is naive UTC."""

@@ -1,15 +1,20 @@
 """SendGrid: a v3 Mail Send look-alike that keeps what it accepted and makes up its events.
 
-``POST /v3/mail/send`` (``Authorization: Bearer <key>``) checks the payload as SendGrid v3
-does and answers 400 with ``{"errors": [{"message", "field", "help"}]}`` (every problem found,
-like SendGrid), or 202 with an empty body and ``X-Message-Id``. Rate limits and injected
-faults come from the shared framework (429 carries ``Retry-After`` and ``X-RateLimit-Reset``).
+``POST /v3/mail/send`` (``Authorization: Bearer <key>``) checks the payload against every
+documented limit of SendGrid's v3 Mail Send (:func:`validate`) and answers 400 with
+``{"errors": [{"message", "field", "help"}]}`` (every problem found, like SendGrid), or 202 with
+an empty body and ``X-Message-Id``. Rate limits and injected faults come from the shared
+framework (429 carries ``Retry-After`` and ``X-RateLimit-Reset``). Every request body that
+reaches the handler is remembered with its answer (``GET /_sandbox/requests``, and
+``sendgrid_requests.jsonl``), so a test can replay it through the same validator.
 
 Every accepted message is kept (memory plus ``sendgrid_messages.jsonl``, see ``journal``)
 with the Event Webhook records of its recipients, generated at once and deterministically:
 the outcome of a recipient depends only on ``(fault seed, email, custom_args, subject)``, so a
 re-run of the same dispatch meets the same bounces. A real SendGrid pushes events to a
-webhook; the sandbox lets a poller fetch them (``GET /_sandbox/events``).
+webhook; the sandbox lets a poller fetch them (``GET /_sandbox/events``). The Email Activity
+API (``GET /v3/messages?query=...``) lists the accepted messages per recipient, so a dispatcher
+can ask whether SendGrid ever saw an email (by its ``dispatch_id`` custom arg).
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 from typing import Any
 
+from orchestration import settings as settings_module
 from orchestration.sandbox.services.base import (
     Request,
     Response,
@@ -37,9 +45,12 @@ from orchestration.sandbox.services.world_db import World
 
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 MAX_PERSONALIZATIONS = 1000
+MAX_RECIPIENTS = 1000  # to + cc + bcc over every personalization of a request
 MAX_CATEGORIES = 10
-MAX_CUSTOM_ARGS_BYTES = 10_000
+MAX_CATEGORY_LENGTH = 255
+MAX_CUSTOM_ARGS_BYTES = 10_000  # one email's custom args (request + personalization): less
 MAX_SCHEDULE_SECONDS = 72 * 3600
+MAX_GROUPS_TO_DISPLAY = 25
 EMAIL = re.compile(
     r"[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
@@ -52,6 +63,14 @@ RESERVED_HEADERS = {
 OPEN_RATE, CLICK_RATE, UNSUBSCRIBE_RATE, SPAM_RATE = 0.35, 0.25, 0.01, 0.003
 BOUNCE_RATE = 0.02  # of all recipients; plus every address containing "bounce"
 SENTINELS = (("bounce", "bounce"), ("unsub", "unsubscribe"), ("spam", "spamreport"))
+# Email Activity (GET /v3/messages): the fields a query may name, terms, joins, page size.
+ACTIVITY_FIELDS = ("msg_id", "from_email", "to_email", "subject", "status")
+ACTIVITY_TERM = re.compile(
+    r"""\(?\s*(?:(?P<field>[a-z_]+)|unique_args\[['"](?P<arg>[^'"\]]+)['"]\])"""
+    r"""\s*(?P<op>!?=)\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*\)?"""
+)
+ACTIVITY_JOIN = re.compile(r"\s+(AND|OR)\s+", re.IGNORECASE)
+MAX_ACTIVITY_LIMIT = 1000
 
 
 def _short_id(*parts: object) -> str:
@@ -78,23 +97,33 @@ def _check_address(problems: Problems, address: object, field: str, anchor: str)
     email = address.get("email") if isinstance(address, dict) else None
     if not _valid_email(email):
         problems.add(f"{field}.email", "Does not contain a valid address.", anchor)
+    name = address.get("name") if isinstance(address, dict) else None
+    if isinstance(name, str) and (";" in name or "," in name):
+        problems.add(
+            f"{field}.name",
+            "The name of a recipient cannot include either the ; or , characters.",
+            anchor,
+        )
 
 
-def validate(payload: dict[str, Any], now: float) -> list[dict[str, Any]]:
-    """SendGrid's checks of a v3 Mail Send body; the error objects (empty when valid)."""
+def validate(
+    payload: dict[str, Any], now: float, asm_groups: Collection[int] | None = None
+) -> list[dict[str, Any]]:
+    """SendGrid's checks of a v3 Mail Send body; the error objects (empty when valid).
+
+    Every documented limit of the endpoint (docs/sandbox-api.md lists them): the sender,
+    1 to 1,000 personalizations, at most 1,000 recipients (to + cc + bcc) per request, no
+    address twice in one personalization, valid addresses and names, the subject (unless every
+    personalization or a template has one), the content blocks (a type without ``;`` or line
+    breaks, a non-empty value, text/plain first then text/html, each at most once), custom args
+    (string values, less than 10,000 bytes per email), ``send_at`` (unix seconds, at most 72 h
+    ahead), categories (unique strings of 1-255 characters, at most 10), headers (strings, no
+    reserved names) and the unsubscribe group (one of ``asm_groups``, the account's groups;
+    None: any integer). The sandbox service answers 400 with these errors; the tests replay
+    every request a dispatch made through this same function.
+    """
     problems = Problems()
-    sender = payload.get("from")
-    if not isinstance(sender, dict) or not sender.get("email"):
-        problems.add(
-            "from.email",
-            "The from object must be provided for every email send. It is an object that "
-            "requires the email parameter, but may also contain a name parameter.",
-            "message.from",
-        )
-    elif not _valid_email(sender.get("email")):
-        problems.add(
-            "from.email", "The from email does not contain a valid address.", "message.from"
-        )
+    _check_sender(problems, payload.get("from"))
     if "reply_to" in payload:
         _check_address(problems, payload["reply_to"], "reply_to", "message.reply_to")
     personalizations = payload.get("personalizations")
@@ -108,45 +137,37 @@ def validate(payload: dict[str, Any], now: float) -> list[dict[str, Any]]:
     elif len(personalizations) > MAX_PERSONALIZATIONS:
         problems.add(
             "personalizations",
-            f"You may not have more than {MAX_PERSONALIZATIONS} personalizations per API "
-            "request. You may need to deliver your message in multiple requests.",
+            f"The personalization block is limited to {MAX_PERSONALIZATIONS} personalizations "
+            f"per API request. You have provided {len(personalizations)} personalizations. "
+            "Please consider splitting this into multiple requests and resending your request.",
             "-Personalizations-Errors",
         )
     templated = bool(payload.get("template_id"))
+    top_args = payload.get("custom_args")
     every_has_subject = bool(personalizations)
+    recipients = 0
     for index, item in enumerate(personalizations[:MAX_PERSONALIZATIONS]):
         where = f"personalizations.{index}"
         if not isinstance(item, dict):
             problems.add(where, "A personalization must be an object.", "-Personalizations-Errors")
             every_has_subject = False
             continue
+        if "subject" in item:
+            _check_subject(problems, item["subject"], f"{where}.subject")
         every_has_subject = every_has_subject and bool(item.get("subject"))
-        to = item.get("to")
-        if not isinstance(to, list) or not to:
-            problems.add(
-                f"{where}.to",
-                "The to array is required for all personalization objects, and must have at "
-                "least one email object with a valid email address.",
-                "message.personalizations.to",
-            )
-            to = []
-        for kind, addresses in (
-            ("to", to),
-            ("cc", item.get("cc", [])),
-            ("bcc", item.get("bcc", [])),
-        ):
-            if not isinstance(addresses, list):
-                problems.add(f"{where}.{kind}", f"The {kind} field must be an array.", anchor="")
-                continue
-            for number, address in enumerate(addresses):
-                _check_address(
-                    problems,
-                    address,
-                    f"{where}.{kind}.{number}",
-                    f"message.personalizations.{kind}",
-                )
-        _check_custom_args(problems, item.get("custom_args"), f"{where}.custom_args")
+        recipients += _check_recipients(problems, item, where)
+        _check_custom_args(problems, item.get("custom_args"), f"{where}.custom_args", top_args)
         _check_send_at(problems, item.get("send_at"), f"{where}.send_at", now)
+        _check_headers(problems, item.get("headers"), f"{where}.headers")
+    if recipients > MAX_RECIPIENTS:
+        problems.add(
+            "personalizations",
+            f"There is a limit of {MAX_RECIPIENTS} total recipients (to + cc + bcc) per "
+            f"request. You have provided {recipients}.",
+            "-Personalizations-Errors",
+        )
+    if "subject" in payload:
+        _check_subject(problems, payload["subject"], "subject")
     if not templated and not payload.get("subject") and not every_has_subject:
         problems.add(
             "subject",
@@ -154,11 +175,89 @@ def validate(payload: dict[str, Any], now: float) -> list[dict[str, Any]]:
             "with a subject defined or if every personalization has a subject defined.",
             "message.subject",
         )
+    if "template_id" in payload and not isinstance(payload["template_id"], str):
+        problems.add("template_id", "The template_id must be a string.", "message.template_id")
     _check_content(problems, payload.get("content"), templated)
-    _check_custom_args(problems, payload.get("custom_args"), "custom_args")
+    _check_custom_args(problems, top_args, "custom_args", None)
     _check_send_at(problems, payload.get("send_at"), "send_at", now)
-    _check_extras(problems, payload)
+    _check_categories(problems, payload.get("categories"))
+    _check_asm(problems, payload.get("asm"), asm_groups)
+    _check_headers(problems, payload.get("headers"), "headers")
     return problems.errors
+
+
+def _check_sender(problems: Problems, sender: object) -> None:
+    if not isinstance(sender, dict) or not sender.get("email"):
+        problems.add(
+            "from.email",
+            "The from object must be provided for every email send. It is an object that "
+            "requires the email parameter, but may also contain a name parameter.",
+            "message.from",
+        )
+    elif not _valid_email(sender.get("email")) or not str(sender["email"]).isascii():
+        problems.add(
+            "from.email", "The from email does not contain a valid address.", "message.from"
+        )
+
+
+def _check_subject(problems: Problems, subject: object, field: str) -> None:
+    if not isinstance(subject, str) or not subject.strip():
+        problems.add(
+            field,
+            "The subject of your email must be a string at least one character in length.",
+            "message.subject",
+        )
+
+
+def _check_recipients(problems: Problems, item: dict[str, Any], where: str) -> int:
+    """Check the to / cc / bcc of one personalization; returns how many recipients it has."""
+    to = item.get("to")
+    if not isinstance(to, list) or not to:
+        problems.add(
+            f"{where}.to",
+            "The to array is required for all personalization objects, and must have at "
+            "least one email object with a valid email address.",
+            "message.personalizations.to",
+        )
+    seen: set[str] = set()
+    duplicate: tuple[str, str] | None = None
+    count = 0
+    for kind in ("to", "cc", "bcc"):
+        addresses = item.get(kind, [])
+        if not isinstance(addresses, list):
+            problems.add(
+                f"{where}.{kind}",
+                f"The {kind} field must be an array.",
+                f"message.personalizations.{kind}",
+            )
+            continue
+        if kind != "to" and kind in item and not addresses:
+            problems.add(
+                f"{where}.{kind}",
+                f"The {kind} array, when used, must at least have an email parameter with a "
+                "valid email address.",
+                f"message.personalizations.{kind}",
+            )
+        for number, address in enumerate(addresses):
+            count += 1
+            _check_address(
+                problems, address, f"{where}.{kind}.{number}", f"message.personalizations.{kind}"
+            )
+            email = address.get("email") if isinstance(address, dict) else None
+            if isinstance(email, str):
+                key = email.strip().lower()
+                if key in seen and duplicate is None:
+                    duplicate = (email, f"{where}.{kind}")
+                seen.add(key)
+    if duplicate is not None:
+        problems.add(
+            where,
+            "Each email address in the personalization block should be unique between to, cc, "
+            f"and bcc. We found the first duplicate instance of [{duplicate[0]}] in the "
+            f"{duplicate[1]} field.",
+            "-Personalizations-Errors",
+        )
+    return count
 
 
 def _check_content(problems: Problems, content: object, templated: bool) -> None:
@@ -172,20 +271,51 @@ def _check_content(problems: Problems, content: object, templated: bool) -> None
             "message.content",
         )
         return
+    types: list[str] = []
     for index, block in enumerate(content):
-        if not isinstance(block, dict) or not block.get("type"):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(kind, str) or not kind:
             problems.add(
                 f"content.{index}.type", "The content type is required.", "message.content"
             )
-        elif not isinstance(block.get("value"), str) or not block["value"]:
+        elif ";" in kind or "\r" in kind or "\n" in kind:
+            problems.add(
+                f"content.{index}.type",
+                "The content type cannot contain ';', or CRLF characters.",
+                "message.content.type",
+            )
+        else:
+            types.append(kind.lower())
+        value = block.get("value") if isinstance(block, dict) else None
+        if not isinstance(value, str) or not value:
             problems.add(
                 f"content.{index}.value",
                 "The content value must be a string at least one character in length.",
                 "message.content.value",
             )
+    if types.count("text/plain") > 1 or types.count("text/html") > 1:
+        problems.add(
+            "content",
+            "If present, text/plain and text/html may only be provided once.",
+            "message.content",
+        )
+    expected = [kind for kind in ("text/plain", "text/html") if kind in types]
+    if types[: len(expected)] != expected:
+        problems.add(
+            "content",
+            "If present, text/plain must be first, followed by text/html, followed by any "
+            "other content.",
+            "message.content",
+        )
 
 
-def _check_custom_args(problems: Problems, custom_args: object, field: str) -> None:
+def _args_bytes(args: dict[str, Any]) -> int:
+    return len(json.dumps(args, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _check_custom_args(problems: Problems, custom_args: object, field: str, top: object) -> None:
+    """String values; the custom args one email carries (the request's merged with the
+    personalization's) less than 10,000 bytes."""
     if custom_args is None:
         return
     if not isinstance(custom_args, dict) or not all(
@@ -194,8 +324,15 @@ def _check_custom_args(problems: Problems, custom_args: object, field: str) -> N
         problems.add(
             field, "Custom args must be an object of string values.", "message.custom_args"
         )
-    elif len(json.dumps(custom_args).encode()) > MAX_CUSTOM_ARGS_BYTES:
-        problems.add(field, "The custom_args may not exceed 10,000 bytes.", "message.custom_args")
+        return
+    merged = {**(top if isinstance(top, dict) else {}), **custom_args}
+    if _args_bytes(merged) >= MAX_CUSTOM_ARGS_BYTES:
+        problems.add(
+            field,
+            f"The total length of custom arguments must be less than {MAX_CUSTOM_ARGS_BYTES} "
+            "bytes.",
+            "message.custom_args",
+        )
 
 
 def _check_send_at(problems: Problems, send_at: object, field: str, now: float) -> None:
@@ -211,46 +348,82 @@ def _check_send_at(problems: Problems, send_at: object, field: str, now: float) 
         )
 
 
-def _check_extras(problems: Problems, payload: dict[str, Any]) -> None:
-    categories = payload.get("categories")
-    if categories is not None:
-        if not isinstance(categories, list) or not all(
-            isinstance(name, str) and 0 < len(name) <= 255 for name in categories
-        ):
+def _check_categories(problems: Problems, categories: object) -> None:
+    if categories is None:
+        return
+    if not isinstance(categories, list) or not all(
+        isinstance(name, str) and 0 < len(name) <= MAX_CATEGORY_LENGTH for name in categories
+    ):
+        problems.add(
+            "categories",
+            f"Categories must be strings of 1-{MAX_CATEGORY_LENGTH} characters.",
+            "message.categories",
+        )
+        return
+    if len(categories) > MAX_CATEGORIES:
+        problems.add(
+            "categories",
+            f"You cannot have more than {MAX_CATEGORIES} categories per request.",
+            "message.categories",
+        )
+    repeated = sorted({name for name in categories if categories.count(name) > 1})
+    if repeated:
+        problems.add(
+            "categories",
+            f"The categories must be unique; repeated: {', '.join(repeated)}.",
+            "message.categories",
+        )
+
+
+def _check_asm(problems: Problems, asm: object, groups: Collection[int] | None) -> None:
+    if asm is None:
+        return
+    group = asm.get("group_id") if isinstance(asm, dict) else None
+    if isinstance(group, bool) or not isinstance(group, int):
+        problems.add("asm.group_id", "The asm group_id must be an integer.", "message.asm.group_id")
+    elif groups is not None and group not in groups:
+        problems.add(
+            "asm.group_id",
+            f"The asm group_id {group} is not one of your unsubscribe groups.",
+            "message.asm.group_id",
+        )
+    shown = asm.get("groups_to_display") if isinstance(asm, dict) else None
+    if shown is None:
+        return
+    if (
+        not isinstance(shown, list)
+        or len(shown) > MAX_GROUPS_TO_DISPLAY
+        or not all(isinstance(item, int) and not isinstance(item, bool) for item in shown)
+    ):
+        problems.add(
+            "asm.groups_to_display",
+            f"The groups_to_display must be an array of at most {MAX_GROUPS_TO_DISPLAY} "
+            "unsubscribe group ids.",
+            "message.asm.groups_to_display",
+        )
+    elif groups is not None and not set(shown) <= set(groups):
+        problems.add(
+            "asm.groups_to_display",
+            "Every groups_to_display id must be one of your unsubscribe groups.",
+            "message.asm.groups_to_display",
+        )
+
+
+def _check_headers(problems: Problems, headers: object, field: str) -> None:
+    if headers is None:
+        return
+    if not isinstance(headers, dict) or not all(
+        isinstance(value, str) for value in headers.values()
+    ):
+        problems.add(field, "Headers must be an object of string values.", "message.headers")
+        return
+    for name in headers:
+        if name.lower() in RESERVED_HEADERS:
             problems.add(
-                "categories",
-                "Categories must be strings of 1-255 characters.",
-                "message.categories",
+                f"{field}.{name}",
+                f"The header {name} is reserved and cannot be set.",
+                "message.headers",
             )
-        elif len(categories) > MAX_CATEGORIES:
-            problems.add(
-                "categories",
-                f"You cannot have more than {MAX_CATEGORIES} categories per request.",
-                "message.categories",
-            )
-    asm = payload.get("asm")
-    if asm is not None:
-        group = asm.get("group_id") if isinstance(asm, dict) else None
-        if isinstance(group, bool) or not isinstance(group, int):
-            problems.add(
-                "asm.group_id", "The asm group_id must be an integer.", "message.asm.group_id"
-            )
-    headers = payload.get("headers")
-    if headers is not None:
-        if not isinstance(headers, dict) or not all(
-            isinstance(value, str) for value in headers.values()
-        ):
-            problems.add(
-                "headers", "Headers must be an object of string values.", "message.headers"
-            )
-        else:
-            for name in headers:
-                if name.lower() in RESERVED_HEADERS:
-                    problems.add(
-                        f"headers.{name}",
-                        f"The header {name} is reserved and cannot be set.",
-                        "message.headers",
-                    )
 
 
 def _recipients(payload: dict[str, Any], message_id: str) -> list[dict[str, Any]]:
@@ -334,26 +507,106 @@ def _events(
     return events
 
 
+def _activity_error(message: str) -> Response:
+    return json_response(400, {"errors": [{"message": message}]})
+
+
+Matcher = Callable[[dict[str, Any], dict[str, Any]], bool]
+
+
+def activity_filter(query: str) -> Matcher:
+    """The Email Activity query language, the part a reconciliation needs: terms
+    ``field="value"`` (``msg_id``, ``from_email``, ``to_email``, ``subject``, ``status``) or
+    ``unique_args['key']="value"`` (a custom arg), with ``=`` or ``!=``, joined by all ``AND``
+    or all ``OR`` (parentheses around terms allowed). An empty query matches everything.
+    Raises ValueError ("invalid syntax: ...") otherwise."""
+    text = query.strip()
+    if not text:
+        return lambda row, args: True
+    joins = {join.upper() for join in ACTIVITY_JOIN.findall(text)}
+    if len(joins) > 1:
+        raise ValueError("invalid syntax: AND and OR cannot be mixed in one query")
+    terms = []
+    for part in ACTIVITY_JOIN.split(text)[::2]:
+        found = ACTIVITY_TERM.fullmatch(part.strip())
+        if found is None:
+            raise ValueError(f"invalid syntax: {part.strip()!r}")
+        field, arg = found["field"], found["arg"]
+        if field is not None and field not in ACTIVITY_FIELDS:
+            raise ValueError(f"invalid syntax: {field!r} is not a known field")
+        value = re.sub(r"\\(.)", r"\1", found["value"])
+        terms.append((field, arg, found["op"] == "=", value))
+
+    def term_matches(row: dict[str, Any], args: dict[str, Any], term: tuple[Any, ...]) -> bool:
+        field, arg, equal, value = term
+        actual = args.get(arg) if arg is not None else row.get(field)
+        return (actual == value) is equal
+
+    if joins == {"OR"}:
+        return lambda row, args: any(term_matches(row, args, term) for term in terms)
+    return lambda row, args: all(term_matches(row, args, term) for term in terms)
+
+
+def _activity_row(
+    message: dict[str, Any],
+    recipient: dict[str, Any],
+    sender: str,
+    events_by_recipient: dict[str, list[dict[str, Any]]],
+    now: float,
+) -> dict[str, Any]:
+    """One recipient of an accepted message as the Email Activity API lists it, from the
+    events that have happened by ``now`` (status processed, delivered or not_delivered)."""
+    happened = [
+        event
+        for event in events_by_recipient.get(recipient["sg_message_id"], [])
+        if event["timestamp"] <= now
+    ]
+    kinds = {event["event"] for event in happened}
+    status = "processed"
+    if kinds & {"bounce", "dropped"}:
+        status = "not_delivered"
+    elif "delivered" in kinds:
+        status = "delivered"
+    last = max((event["timestamp"] for event in happened), default=message["accepted_at"])
+    return {
+        "from_email": sender,
+        "msg_id": recipient["sg_message_id"],
+        "subject": recipient["subject"],
+        "to_email": recipient["email"],
+        "status": status,
+        "opens_count": sum(event["event"] == "open" for event in happened),
+        "clicks_count": sum(event["event"] == "click" for event in happened),
+        "last_event_time": datetime.fromtimestamp(last, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
 class SendGridService(Service):
-    """The sandbox SendGrid (v3 Mail Send + a poller's view of the Event Webhook)."""
+    """The sandbox SendGrid (v3 Mail Send, Email Activity, a poller's view of the Event
+    Webhook). The account's unsubscribe groups are the configured ``OMNI_SENDGRID_ASM_GROUP_ID``
+    (settings ``sendgrid_asm_group_id``)."""
 
     name = "sendgrid"
 
     def __init__(self, world: World, token: str) -> None:
         super().__init__(world, token)
+        self.asm_groups = frozenset({settings_module.load().sendgrid_asm_group_id})
         state_dir = state_dir_for(world)
         self.journal = Journal(state_dir / "sendgrid_messages.jsonl" if state_dir else None)
+        self.request_journal = Journal(state_dir / "sendgrid_requests.jsonl" if state_dir else None)
         self._lock = threading.Lock()
         self.messages: list[dict[str, Any]] = self.journal.replay()
         self.events: list[dict[str, Any]] = [
             event for message in self.messages for event in message.get("events", [])
         ]
+        self.received: list[dict[str, Any]] = self.request_journal.replay()
 
     def routes(self) -> list[Route]:
         return [
             Route("POST", r"/v3/mail/send", self._send),
+            Route("GET", r"/v3/messages", self._activity),
             Route("GET", r"/_sandbox/messages", self._messages, api=False),
             Route("GET", r"/_sandbox/events", self._events, api=False),
+            Route("GET", r"/_sandbox/requests", self._requests, api=False),
             Route("DELETE", r"/_sandbox/state", self._clear, api=False),
         ]
 
@@ -375,17 +628,20 @@ class SendGridService(Service):
 
     # -- the API ----------------------------------------------------------------------------
     def _send(self, request: Request) -> Response:
+        now = time.time()
         try:
             payload = request.json()
         except BadRequest as error:
+            self._received(now, request.body.decode("utf-8", "replace"), 400)
             return json_response(
                 400, {"errors": [{"message": str(error), "field": None, "help": None}]}
             )
-        now = time.time()
-        errors = validate(payload, now)
+        errors = validate(payload, now, self.asm_groups)
         if errors:
+            self._received(now, payload, 400)
             return json_response(400, {"errors": errors})
         if ((payload.get("mail_settings") or {}).get("sandbox_mode") or {}).get("enable"):
+            self._received(now, payload, 200)
             return Response(200, b"")  # SendGrid's own sandbox mode: valid, not delivered
         message_id = _short_id("message", uuid.uuid4().hex)
         accepted_at = int(now)
@@ -405,9 +661,54 @@ class SendGridService(Service):
             self.journal.append(message)
             self.messages.append(message)
             self.events.extend(events)
+        self._received(now, payload, 202)
         return Response(202, b"", {"X-Message-Id": message_id})
 
+    def _received(self, now: float, body: Any, status: int) -> None:
+        """Remember a request body that reached the mail-send handler and its answer (what a
+        test replays through :func:`validate`)."""
+        record = {"received_at": now, "status": status, "body": body}
+        with self._lock:
+            self.request_journal.append(record)
+            self.received.append(record)
+
+    def _activity(self, request: Request) -> Response:
+        """Email Activity: ``GET /v3/messages?query=...&limit=N``, one abbreviated message per
+        recipient, newest first (see :func:`activity_filter` for the query language)."""
+        try:
+            limit = int(request.query.get("limit") or 10)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_ACTIVITY_LIMIT:
+            return _activity_error(f"limit must be between 1 and {MAX_ACTIVITY_LIMIT}")
+        try:
+            matches = activity_filter(request.query.get("query") or "")
+        except ValueError as error:
+            return _activity_error(str(error))
+        now = time.time()
+        with self._lock:
+            messages = list(self.messages)
+        found: list[dict[str, Any]] = []
+        for message in reversed(messages):
+            sender = (message["request"].get("from") or {}).get("email", "")
+            by_recipient: dict[str, list[dict[str, Any]]] = {}
+            for event in message.get("events", []):
+                by_recipient.setdefault(event["sg_message_id"], []).append(event)
+            for recipient in reversed(message["recipients"]):
+                row = _activity_row(message, recipient, sender, by_recipient, now)
+                if matches(row, recipient["custom_args"]):
+                    found.append(row)
+                    if len(found) >= limit:
+                        return json_response(200, {"messages": found})
+        return json_response(200, {"messages": found})
+
     # -- the sandbox's read side ----------------------------------------------------------------
+    def _requests(self, request: Request) -> Response:
+        """Every request body the mail-send handler received, in order, with its status."""
+        with self._lock:
+            received = list(self.received)
+        return json_response(200, {"requests": received, "count": len(received)})
+
     def _messages(self, request: Request) -> Response:
         """Accepted messages; every query parameter but ``to`` filters on a custom arg."""
         filters = {key: value for key, value in request.query.items() if key != "to"}
@@ -461,6 +762,8 @@ class SendGridService(Service):
     def _clear(self, request: Request) -> Response:
         with self._lock:
             self.journal.clear()
+            self.request_journal.clear()
             self.messages.clear()
             self.events.clear()
+            self.received.clear()
         return json_response(200, {"messages": 0, "events": 0})

@@ -7,10 +7,15 @@ record stays, ``status: withdrawn``; a later PUT brings it back). ``GET
 /v1/stores/{store_id}/offers?date=YYYY-MM-DD`` lists the active offers valid that day. Stores
 are the world's (``store_id`` or ``pos_location_id``) when a world is served, else any id
 matching ``STORE_PATTERN``. Changes are kept in memory plus ``store_offers.jsonl``.
+
+The request contract (``docs/sandbox-api.md``) is enforced field by field: a JSON body
+(``Content-Type: application/json``, else 415), only the known fields, each of its type, size
+and range (items too); a 400 names the field: ``{"error": {"status", "message", "field"}}``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from datetime import UTC, date, datetime
@@ -24,15 +29,24 @@ from orchestration.sandbox.services.base import (
     Response,
     Route,
     Service,
+    json_body,
     json_response,
 )
 from orchestration.sandbox.services.journal import Journal, state_dir_for
-from orchestration.sandbox.services.paging import BadRequest, parse_timestamp
+from orchestration.sandbox.services.paging import BadRequest, FieldError, parse_timestamp
 from orchestration.sandbox.services.world_db import World
 
 STORE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 OFFER_KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 FIELDS = ("customer_id", "offer_id", "code", "conditions", "items", "valid_from", "valid_until")
+REQUIRED = ("customer_id", "offer_id", "code", "valid_until")
+MAX_TEXT = 200  # customer_id, offer_id, code
+MAX_CONDITIONS_TEXT = 2_000  # characters of a string `conditions`
+MAX_CONDITIONS_BYTES = 10_000  # JSON bytes of an object `conditions`
+MAX_ITEMS = 100
+ITEM_TEXT_FIELDS = ("sku", "title", "category", "size", "colour", "color")
+ITEM_FIELDS = ("product_id", "quantity", "unit_price", "price", *ITEM_TEXT_FIELDS)
+MAX_QUANTITY = 1_000
 
 
 def world_stores(world: World) -> set[str] | None:
@@ -53,37 +67,108 @@ def _day(value: str, name: str) -> date:
     try:
         return date.fromisoformat(text) if len(text) == 10 else parse_timestamp(text, name).date()
     except ValueError as error:
-        raise BadRequest(f"{name} must be an ISO 8601 date or timestamp, got {value!r}") from error
+        raise FieldError(
+            name, f"{name} must be an ISO 8601 date or timestamp, got {value!r}"
+        ) from error
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+        raise FieldError(name, f"{name} must be a string of 1-{MAX_TEXT} characters")
+    return value
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_item(item: object, where: str) -> None:
+    if not isinstance(item, dict):
+        raise FieldError(where, "items must be a list of objects")
+    unknown = sorted(set(item) - set(ITEM_FIELDS))
+    if unknown:
+        raise FieldError(f"{where}.{unknown[0]}", f"unknown item fields {unknown}")
+    if item.get("product_id") is None and item.get("sku") is None:
+        raise FieldError(where, "an item needs a product_id or a sku")
+    product = item.get("product_id")
+    if product is not None and (
+        isinstance(product, bool) or not isinstance(product, int | str) or product == ""
+    ):
+        raise FieldError(f"{where}.product_id", "product_id must be a string or an integer")
+    quantity = item.get("quantity")
+    if quantity is not None and (
+        isinstance(quantity, bool)
+        or not isinstance(quantity, int)
+        or not 1 <= quantity <= MAX_QUANTITY
+    ):
+        raise FieldError(
+            f"{where}.quantity", f"quantity must be an integer from 1 to {MAX_QUANTITY}"
+        )
+    for name in ("unit_price", "price"):
+        price = item.get(name)
+        if price is not None and (not _number(price) or not 0 <= price < 1e9):
+            raise FieldError(f"{where}.{name}", f"{name} must be a number of at least 0")
+    for name in ITEM_TEXT_FIELDS:
+        value = item.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+            raise FieldError(
+                f"{where}.{name}", f"{name} must be a string of at most {MAX_TEXT} characters"
+            )
 
 
 def parse_offer(body: dict[str, Any]) -> dict[str, Any]:
-    """The offer fields of a PUT body (400 on a bad field)."""
+    """The offer fields of a PUT body (400 naming the field on a bad one). The contract:
+    ``customer_id`` (a string of 1-200 characters or an integer), ``offer_id`` and ``code``
+    (strings of 1-200 characters), ``conditions`` (a string of at most 2,000 characters or an
+    object of at most 10,000 JSON bytes; optional), ``items`` (at most 100 objects with a
+    ``product_id`` or ``sku``, ``quantity`` 1-1,000, prices >= 0, text fields; optional),
+    ``valid_until`` (a date or timestamp) and ``valid_from`` (optional, not after
+    ``valid_until``); nothing else."""
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
-        raise BadRequest(f"unknown fields {unknown}; known: {list(FIELDS)}")
-    customer = body.get("customer_id")
-    if isinstance(customer, bool) or not isinstance(customer, str | int) or customer == "":
-        raise BadRequest("customer_id must be a string or an integer")
-    for name in ("offer_id", "code"):
-        if not isinstance(body.get(name), str) or not body[name].strip():
-            raise BadRequest(f"{name} must be a non-empty string")
-    if not isinstance(body.get("conditions", ""), str | dict):
-        raise BadRequest("conditions must be a string or an object")
+        raise FieldError(unknown[0], f"unknown fields {unknown}; known: {list(FIELDS)}")
+    missing = [name for name in REQUIRED if body.get(name) is None]
+    if missing:
+        raise FieldError(missing[0], f"{missing[0]} is required")
+    customer = body["customer_id"]
+    if isinstance(customer, bool) or not isinstance(customer, str | int):
+        raise FieldError("customer_id", "customer_id must be a string or an integer")
+    if isinstance(customer, str):
+        _text(body, "customer_id")
+    offer_id, code = _text(body, "offer_id"), _text(body, "code")
+    conditions = body.get("conditions", "")
+    if isinstance(conditions, str):
+        if len(conditions) > MAX_CONDITIONS_TEXT:
+            raise FieldError(
+                "conditions", f"conditions must be at most {MAX_CONDITIONS_TEXT} characters"
+            )
+    elif isinstance(conditions, dict):
+        size = len(json.dumps(conditions, ensure_ascii=False).encode())
+        if size > MAX_CONDITIONS_BYTES:
+            raise FieldError(
+                "conditions", f"conditions must be at most {MAX_CONDITIONS_BYTES} JSON bytes"
+            )
+    else:
+        raise FieldError("conditions", "conditions must be a string or an object")
     items = body.get("items", [])
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        raise BadRequest("items must be a list of objects")
-    if not isinstance(body.get("valid_until"), str):
-        raise BadRequest("valid_until must be an ISO 8601 date or timestamp")
-    _day(body["valid_until"], "valid_until")
+    if not isinstance(items, list) or len(items) > MAX_ITEMS:
+        raise FieldError("items", f"items must be a list of at most {MAX_ITEMS} objects")
+    for index, item in enumerate(items):
+        _check_item(item, f"items.{index}")
+    if not isinstance(body["valid_until"], str):
+        raise FieldError("valid_until", "valid_until must be an ISO 8601 date or timestamp")
+    until = _day(body["valid_until"], "valid_until")
     if body.get("valid_from") is not None:
         if not isinstance(body["valid_from"], str):
-            raise BadRequest("valid_from must be an ISO 8601 date or timestamp")
-        _day(body["valid_from"], "valid_from")
+            raise FieldError("valid_from", "valid_from must be an ISO 8601 date or timestamp")
+        if _day(body["valid_from"], "valid_from") > until:
+            raise FieldError("valid_from", "valid_from must not be after valid_until")
     return {
         "customer_id": customer,
-        "offer_id": body["offer_id"],
-        "code": body["code"],
-        "conditions": body.get("conditions", ""),
+        "offer_id": offer_id,
+        "code": code,
+        "conditions": conditions,
         "items": items,
         "valid_from": body.get("valid_from"),
         "valid_until": body["valid_until"],
@@ -120,8 +205,12 @@ class StoreService(Service):
             Route("DELETE", r"/_sandbox/state", self._clear, api=False),
         ]
 
-    def error_payload(self, status: int, message: str) -> Any:
-        return {"error": {"status": status, "message": message}}
+    def error_payload(self, status: int, message: str, field: str | None = None) -> Any:
+        return {"error": {"status": status, "message": message, "field": field}}
+
+    def bad_request(self, error: BadRequest) -> Response:
+        field = error.field if isinstance(error, FieldError) else None
+        return json_response(400, self.error_payload(400, str(error), field))
 
     def _reload(self, request: Request) -> Response:
         self.stores = world_stores(self.world)
@@ -146,7 +235,7 @@ class StoreService(Service):
 
     def _put(self, request: Request) -> Response:
         store, key = self._key(request)
-        fields = parse_offer(request.json())
+        fields = parse_offer(json_body(request))
         with self._lock:
             current = self.offers.get((store, key))
             if current is not None and current["status"] == "active":
