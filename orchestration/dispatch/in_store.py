@@ -144,7 +144,8 @@ def _fallback_label(payload: Mapping[str, Any]) -> str:
 
 def _staff_note(contact: Contact, campaign: Campaign, day: date | None) -> str | None:
     """The campaign's staff note rendered for this customer by the campaign renderer (the
-    preview's), or None when the campaign has none or it cannot be rendered (logged)."""
+    preview's), or None when the campaign has none. Raises :class:`OfferRefused` when it
+    cannot be rendered."""
     from jinja2 import TemplateError
 
     from orchestration.campaigns.config import Channels
@@ -175,10 +176,9 @@ def _staff_note(contact: Contact, campaign: Campaign, day: date | None) -> str |
         extra = trigger_extra(campaign, trigger_payload(dict(payload)), store)
         rendered = render_contact(only_store, customer, extra, today=day)
     except (TemplateError, ValueError, TypeError) as error:
-        log.warning(
-            "staff note of %s for %s not rendered: %s", campaign.id, contact.contact_id, error
-        )
-        return None
+        # the same rule as email: a contact whose message cannot be rendered is blocked with
+        # the reason (file, line, field), never sent with a part missing
+        raise OfferRefused(f"staff note not rendered: {error}") from error
     card = rendered.staff_card or ""
     marker = "Nota para el equipo:"  # the last line of templating.STAFF_CARD
     return card.rsplit(marker, 1)[1].strip() if marker in card else None

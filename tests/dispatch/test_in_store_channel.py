@@ -151,6 +151,29 @@ def test_a_code_offer_renders_the_staff_note_with_the_code(world: World) -> None
     assert "en tienda y online" in offer["conditions"]["text"]
 
 
+def test_a_staff_note_that_fails_on_real_data_blocks_only_its_contact(world: World) -> None:
+    folder = Path(str(world.cfg.campaigns_dir))
+    path = folder / "abandoned_cart_nearby_store.yml"
+    text = path.read_text(encoding="utf-8")
+    note = "Tiene en esta tienda artículos que dejó en su cesta online."
+    assert note in text
+    # renders with the trigger's example data (one cart item), fails on an empty cart
+    path.write_text(text.replace(note, "Ofrécele {{ cart_items[0].title }}."), encoding="utf-8")
+    empty = json.dumps({"cart": {"subtotal": 0}, "cart_items": []})
+    world.ledger.record_intents(
+        store_rows(1) + store_rows(1, start=1, cart_items_json="[]", payload_json=empty)
+    )
+    counts = in_store.send_due(world.ledger, world.cfg, now=NOW)
+    assert counts["sent"] == 1 and counts["dead_lettered"] == 1
+    contacts = {c.customer_id: c for c in world.ledger.list_contacts(channel=Channel.IN_STORE)}
+    assert contacts["cus_00000"].state == State.SENT
+    blocked = contacts["cus_00001"]
+    assert blocked.state == State.DEAD_LETTERED
+    assert "staff note not rendered" in (blocked.last_error or "")
+    (offer,) = world.offers()
+    assert offer["conditions"]["staff_note"].startswith("Ofrécele Zapatillas running.")
+
+
 def test_crash_after_the_put_and_repeats_keep_one_offer_version(world: World) -> None:
     world.ledger.record_intents(store_rows(6))
     claimed = world.ledger.claim(Channel.IN_STORE, 100, NOW)
